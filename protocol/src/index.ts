@@ -1,0 +1,10 @@
+export * from './errors.js';
+export * from './version.js';
+export * from './schema/messages.js';
+export { root as protoRoot, messageType, protoEnum, isMsgType } from './schema/registry.js';
+export * from './framing/frame.js';
+export * from './framing/encoder.js';
+export * from './framing/decoder.js';
+export * from './session/handlers.js';
+export * from './codec/hash.js';
+export * from './codec/lz4.js';
