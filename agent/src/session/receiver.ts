@@ -1,0 +1,403 @@
+import {
+  Compression,
+  MsgType,
+  ProtocolError,
+  SmartcopyError,
+  createHasher,
+  fromSystemError,
+  lz4Decompress,
+  type ChunkBegin,
+  type ChunkEnd,
+  type Commit,
+  type Data,
+  type Delete,
+  type Entry,
+  type FileBegin,
+  type FileEnd,
+  type Finish,
+  type Frame,
+  type HashAlgo,
+  type Hasher,
+  type Mkdir,
+  type Symlink,
+} from '@smartcopy/protocol';
+import type { Applier, FileMeta, PartFile, SharedPart } from '../apply/index.js';
+import { NativeBatcher } from './native-batcher.js';
+import type { Channel } from './channel.js';
+import { displayOf, errorInfo, resultError, resultOk, type ResultInit } from './results.js';
+
+/** Bytes of DATA we accept ahead of the disk before pausing the stream (backpressure). */
+const MAX_PENDING_BYTES = 32 * 1024 * 1024;
+/** Files we accept ahead of the disk (small native copies) before pausing the stream. */
+const MAX_PENDING_OPS = 1024;
+
+/** What every receiving stream of one session shares. */
+export interface ReceiverContext {
+  applier: Applier;
+  /** the sender may name source paths for the receiver to copy itself (same host only) */
+  sameHost: boolean;
+  readOnly: boolean;
+  batcher: NativeBatcher;
+  /** bytes written to disk (statistics) */
+  stats: { files: number; bytes: number };
+}
+
+interface FileState {
+  kind: 'file';
+  begin: FileBegin;
+  rel: Uint8Array;
+  meta: FileMeta;
+  native: Buffer | undefined;
+  part: Promise<PartFile> | undefined;
+  hasher: Promise<Hasher> | undefined;
+  chain: Promise<void>;
+  received: number;
+  error: SmartcopyError | undefined;
+}
+
+interface ChunkState {
+  begin: ChunkBegin;
+  shared: Promise<SharedPart>;
+  hasher: Promise<Hasher> | undefined;
+  chain: Promise<void>;
+  received: number;
+  error: SmartcopyError | undefined;
+}
+
+export function metaOf(e: Entry): FileMeta {
+  return { size: e.size, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, mode: e.mode, uid: e.uid, gid: e.gid };
+}
+
+function requireEntry(e: Entry | null, what: string): Entry {
+  if (!e) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', `${what} frame without an entry`);
+  return e;
+}
+
+/**
+ * The receiving end of one stream: turns FILE/CHUNK/COMMIT/MKDIR/SYMLINK/DELETE/FINISH frames into
+ * Applier calls and answers each with a RESULT. Work for different files overlaps; frames of one
+ * file are applied in order.
+ */
+export class StreamReceiver {
+  private readonly files = new Map<number, FileState>();
+  private readonly chunks = new Map<number, ChunkState>();
+  private pendingBytes = 0;
+  private pendingOps = 0;
+  private paused = false;
+
+  /**
+   * @param report where outcomes go; by default a RESULT frame back to the sender (push). A
+   * pulling client passes its own callback and keeps the outcomes local.
+   */
+  constructor(
+    private readonly ch: Channel,
+    private readonly ctx: ReceiverContext,
+    private readonly report?: (result: ResultInit) => void,
+  ) {}
+
+  /** Returns true when the frame was a receiver frame and has been taken care of. */
+  handle(f: Frame): boolean {
+    switch (f.type) {
+      case MsgType.FILE_BEGIN: this.fileBegin(f.header as FileBegin); return true;
+      case MsgType.DATA: this.data(f.header as Data, f.payload); return true;
+      case MsgType.FILE_END: this.fileEnd(f.header as FileEnd); return true;
+      case MsgType.CHUNK_BEGIN: this.chunkBegin(f.header as ChunkBegin); return true;
+      case MsgType.CHUNK_END: this.chunkEnd(f.header as ChunkEnd); return true;
+      case MsgType.COMMIT: this.commit(f.header as Commit); return true;
+      case MsgType.MKDIR: this.op((f.header as Mkdir).requestId, () => this.mkdir(f.header as Mkdir)); return true;
+      case MsgType.SYMLINK: this.op((f.header as Symlink).requestId, () => this.symlink(f.header as Symlink)); return true;
+      case MsgType.DELETE: this.op((f.header as Delete).requestId, () => this.remove(f.header as Delete)); return true;
+      case MsgType.FINISH: this.op((f.header as Finish).requestId, () => this.finishDirs(f.header as Finish)); return true;
+      default: return false;
+    }
+  }
+
+  private checkWritable(): void {
+    if (this.ctx.readOnly) {
+      throw new SmartcopyError('SC_ERR_READ_ONLY', 'the agent is read-only (--read-only); it refuses writes');
+    }
+  }
+
+  // ---- flow control -------------------------------------------------------------------------
+
+  private track(bytes: number, ops: number): void {
+    this.pendingBytes += bytes;
+    this.pendingOps += ops;
+    if (!this.paused && (this.pendingBytes > MAX_PENDING_BYTES || this.pendingOps > MAX_PENDING_OPS)) {
+      this.paused = true;
+      this.ch.stream.pause();
+    } else if (this.paused && this.pendingBytes <= MAX_PENDING_BYTES / 2 && this.pendingOps <= MAX_PENDING_OPS / 2) {
+      this.paused = false;
+      this.ch.stream.resume();
+    }
+  }
+
+  private reply(header: ResultInit): void {
+    if (this.report) this.report(header);
+    else if (this.ch.isOpen) this.ch.send(MsgType.RESULT, header);
+  }
+
+  // ---- whole files --------------------------------------------------------------------------
+
+  private fileBegin(h: FileBegin): void {
+    this.checkWritable();
+    const entry = requireEntry(h.entry, 'FILE_BEGIN');
+    if (this.files.has(h.fileId)) throw new ProtocolError('SC_ERR_PROTOCOL', `file id ${h.fileId} is already open`);
+    const meta = metaOf(entry);
+    const st: FileState = {
+      kind: 'file',
+      begin: h,
+      rel: entry.path,
+      meta,
+      native: undefined,
+      part: undefined,
+      hasher: undefined,
+      chain: Promise.resolve(),
+      received: 0,
+      error: undefined,
+    };
+    if (h.nativeSource.length > 0) {
+      if (!this.ctx.sameHost) {
+        throw new ProtocolError('SC_ERR_PROTOCOL', 'native copy from a source path is only allowed on the same host');
+      }
+      st.native = Buffer.from(h.nativeSource);
+    } else {
+      const part = this.ctx.applier.createFile(entry.path, meta, transferIdOf(h.fileId, this.ch));
+      part.catch((e: unknown) => (st.error ??= fromSystemError(e, 'create', displayOf(entry.path))));
+      st.part = part;
+      if (h.hashAlgo) st.hasher = createHasher(h.hashAlgo as HashAlgo);
+    }
+    this.files.set(h.fileId, st);
+    this.track(0, 1);
+  }
+
+  private data(h: Data, payload: Buffer): void {
+    const st = this.files.get(h.fileId);
+    if (st) {
+      if (st.native) throw new ProtocolError('SC_ERR_PROTOCOL', `DATA for native-copy file ${h.fileId}`);
+      this.dataInto(st, h, payload);
+      return;
+    }
+    const cs = this.chunks.get(h.fileId);
+    if (!cs) throw new ProtocolError('SC_ERR_PROTOCOL', `DATA for file id ${h.fileId}, which is not open on this stream`);
+    this.dataInto(cs, h, payload);
+  }
+
+  private dataInto(st: FileState | ChunkState, h: Data, payload: Buffer): void {
+    const size = h.compression === Compression.NONE ? payload.length : h.rawLength;
+    this.track(size, 0);
+    st.received += size;
+    const write = async (): Promise<void> => {
+      if (st.error) return;
+      const raw = h.compression === Compression.LZ4 ? await lz4Decompress(payload, h.rawLength) : payload;
+      if (h.compression !== Compression.NONE && h.compression !== Compression.LZ4) {
+        throw new ProtocolError('SC_ERR_MALFORMED_FRAME', `unknown compression ${h.compression}`);
+      }
+      if (st.hasher) (await st.hasher).update(raw);
+      if ('kind' in st) await (await st.part!).write(raw, h.offset);
+      else await (await st.shared).write(raw, h.offset);
+    };
+    st.chain = st.chain
+      .then(write)
+      .catch((e: unknown) => {
+        st.error ??= fromSystemError(e, 'write');
+      })
+      .finally(() => this.track(-size, 0));
+  }
+
+  private fileEnd(h: FileEnd): void {
+    const st = this.files.get(h.fileId);
+    if (!st) throw new ProtocolError('SC_ERR_PROTOCOL', `FILE_END for file id ${h.fileId}, which is not open`);
+    this.files.delete(h.fileId);
+    const verify = st.begin.verify && h.verifyHash.length > 0
+      ? { algo: (st.begin.verifyAlgo || 'xxhash64') as HashAlgo, expected: Buffer.from(h.verifyHash) }
+      : undefined;
+    if (st.native) {
+      this.ctx.batcher
+        .add({ src: st.native, rel: st.rel, meta: st.meta, transferId: transferIdOf(h.fileId, this.ch), verify })
+        .then(
+          (err) => {
+            if (err) this.reply(resultError(h.fileId, err));
+            else {
+              this.ctx.stats.files++;
+              this.ctx.stats.bytes += st.meta.size;
+              this.reply(resultOk(h.fileId, st.meta.size));
+            }
+          },
+          (err: unknown) => this.reply(resultError(h.fileId, fromSystemError(err, 'copy', displayOf(st.rel)))),
+        )
+        .finally(() => this.track(0, -1));
+      return;
+    }
+    st.chain
+      .then(async () => {
+        const part = await st.part!;
+        if (h.aborted) {
+          await part.discard();
+          st.error ??= new SmartcopyError('SC_ERR_VANISHED', 'the sender could not read the whole file', { path: displayOf(st.rel) });
+        }
+        if (!st.error && st.received !== st.meta.size) {
+          st.error = new SmartcopyError('SC_ERR_PROTOCOL', `received ${st.received} bytes, expected ${st.meta.size}`, { path: displayOf(st.rel) });
+        }
+        if (!st.error && st.hasher) {
+          const got = (await st.hasher).digest();
+          if (!got.equals(h.hash)) {
+            st.error = new SmartcopyError('SC_ERR_CHECKSUM_MISMATCH', 'content hash mismatch after transfer; the file was not replaced', { path: displayOf(st.rel) });
+          }
+        }
+        if (st.error) {
+          await part.discard().catch(() => {});
+          throw st.error;
+        }
+        await part.commit({ verify });
+        this.ctx.stats.files++;
+        this.ctx.stats.bytes += st.meta.size;
+        this.reply(resultOk(h.fileId, st.meta.size));
+      })
+      .catch(async (e: unknown) => {
+        if (st.part) await st.part.then((p) => p.discard()).catch(() => {});
+        this.reply(resultError(h.fileId, fromSystemError(e, 'write', displayOf(st.rel))));
+      })
+      .finally(() => this.track(0, -1));
+  }
+
+  // ---- large files in chunks ------------------------------------------------------------------
+
+  private chunkBegin(h: ChunkBegin): void {
+    this.checkWritable();
+    const entry = requireEntry(h.entry, 'CHUNK_BEGIN');
+    if (this.chunks.has(h.fileId)) throw new ProtocolError('SC_ERR_PROTOCOL', `a chunk of file id ${h.fileId} is already open on this stream`);
+    if (!h.transferId || !/^[A-Za-z0-9_-]{1,64}$/.test(h.transferId)) {
+      throw new ProtocolError('SC_ERR_MALFORMED_FRAME', 'CHUNK_BEGIN needs a transfer id of 1-64 letters, digits, - or _');
+    }
+    if (h.offset + h.length > entry.size) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', 'chunk lies beyond the end of the file');
+    const meta = metaOf(entry);
+    const shared = this.ctx.applier.openShared(entry.path, meta, h.transferId);
+    const cs: ChunkState = {
+      begin: h,
+      shared,
+      hasher: h.hashAlgo && h.nativeSource.length === 0 ? createHasher(h.hashAlgo as HashAlgo) : undefined,
+      chain: shared.then(() => {}),
+      received: 0,
+      error: undefined,
+    };
+    cs.chain = cs.chain.catch((e: unknown) => {
+      cs.error ??= fromSystemError(e, 'create', displayOf(entry.path));
+    });
+    this.track(0, 1);
+    if (h.nativeSource.length > 0) {
+      if (!this.ctx.sameHost) throw new ProtocolError('SC_ERR_PROTOCOL', 'native copy from a source path is only allowed on the same host');
+      const src = Buffer.from(h.nativeSource);
+      cs.chain = cs.chain.then(async () => {
+        if (cs.error) return;
+        try {
+          await (await shared).copyRangeFrom(src, h.offset, h.length);
+          cs.received = h.length;
+        } catch (e) {
+          cs.error = fromSystemError(e, 'copy', displayOf(entry.path));
+        }
+      });
+    }
+    this.chunks.set(h.fileId, cs);
+  }
+
+  private chunkEnd(h: ChunkEnd): void {
+    const cs = this.chunks.get(h.fileId);
+    if (!cs) throw new ProtocolError('SC_ERR_PROTOCOL', `CHUNK_END for file id ${h.fileId}, which has no open chunk`);
+    this.chunks.delete(h.fileId);
+    const b = cs.begin;
+    const path = displayOf(b.entry!.path);
+    cs.chain
+      .then(async () => {
+        const shared = await cs.shared.catch(() => undefined);
+        try {
+          if (!cs.error && cs.received !== b.length) {
+            cs.error = new SmartcopyError('SC_ERR_PROTOCOL', `chunk at ${b.offset}: received ${cs.received} bytes, expected ${b.length}`, { path });
+          }
+          let hash = Buffer.alloc(0);
+          if (!cs.error && cs.hasher) {
+            hash = (await cs.hasher).digest();
+            if (!hash.equals(h.hash)) cs.error = new SmartcopyError('SC_ERR_CHECKSUM_MISMATCH', `chunk at ${b.offset} failed its hash check`, { path });
+          }
+          if (cs.error) throw cs.error;
+          await shared!.recordChunk(b.offset, b.length, hash);
+          this.ctx.stats.bytes += b.length;
+          this.reply({ ...resultOk(h.fileId, b.length), offset: b.offset });
+        } finally {
+          await shared?.release();
+        }
+      })
+      .catch((e: unknown) => this.reply({ ...resultError(h.fileId, fromSystemError(e, 'write', path)), offset: b.offset }))
+      .finally(() => this.track(0, -1));
+  }
+
+  private commit(h: Commit): void {
+    this.checkWritable();
+    const entry = requireEntry(h.entry, 'COMMIT');
+    this.track(0, 1);
+    const verify = h.verifyHash.length > 0 ? { algo: (h.verifyAlgo || 'xxhash64') as HashAlgo, expected: Buffer.from(h.verifyHash) } : undefined;
+    this.ctx.applier
+      .commitShared(entry.path, metaOf(entry), h.transferId, { chunkCount: h.chunkCount, verify })
+      .then(
+        () => {
+          this.ctx.stats.files++;
+          this.reply(resultOk(h.fileId, 0));
+        },
+        (e: unknown) => this.reply(resultError(h.fileId, fromSystemError(e, 'commit', displayOf(entry.path)))),
+      )
+      .finally(() => this.track(0, -1));
+  }
+
+  // ---- directory operations -------------------------------------------------------------------
+
+  private op(requestId: number, fn: () => Promise<void>): void {
+    this.checkWritable();
+    this.track(0, 1);
+    fn()
+      .then(
+        () => this.reply({ requestId, ok: true }),
+        (e: unknown) => this.reply({ requestId, ok: false, error: errorInfo(fromSystemError(e, 'apply')) }),
+      )
+      .finally(() => this.track(0, -1));
+  }
+
+  private async mkdir(h: Mkdir): Promise<void> {
+    const e = requireEntry(h.entry, 'MKDIR');
+    await this.ctx.applier.mkdir(e.path, metaOf(e));
+  }
+
+  private async symlink(h: Symlink): Promise<void> {
+    const e = requireEntry(h.entry, 'SYMLINK');
+    await this.ctx.applier.symlink(e.path, e.linkTarget, metaOf(e));
+  }
+
+  private async remove(h: Delete): Promise<void> {
+    await this.ctx.applier.remove(h.path);
+  }
+
+  private async finishDirs(h: Finish): Promise<void> {
+    for (const d of h.directories) await this.ctx.applier.setDirMeta(d.path, metaOf(d));
+  }
+
+  /** The stream ended or failed: remove .part files of whole files that never finished. */
+  async abandon(): Promise<void> {
+    const parts = [...this.files.values()].map((s) => s.part).filter((p): p is Promise<PartFile> => p !== undefined);
+    this.files.clear();
+    await Promise.all(parts.map((p) => p.then((pf) => pf.discard()).catch(() => {})));
+    const chunks = [...this.chunks.values()];
+    this.chunks.clear();
+    await Promise.all(chunks.map((c) => c.shared.then((s) => s.release()).catch(() => {})));
+  }
+}
+
+const channelIds = new WeakMap<Channel, string>();
+let channelSeq = 0;
+/** Unique temp-name tag for whole files: distinct per stream and file id. */
+function transferIdOf(fileId: number, ch: Channel): string {
+  let id = channelIds.get(ch);
+  if (!id) {
+    id = `${process.pid.toString(36)}${(++channelSeq).toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+    channelIds.set(ch, id);
+  }
+  return `${id}-${fileId}`;
+}

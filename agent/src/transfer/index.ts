@@ -1,0 +1,3 @@
+export * from './send.js';
+export * from './serve-read.js';
+export * from './throttle.js';

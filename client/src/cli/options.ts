@@ -1,0 +1,142 @@
+import fs from 'node:fs';
+import { HASH_ALGOS, SmartcopyError, type HashAlgo } from '@smartcopy/protocol';
+import type { FilterRule } from '@smartcopy/agent';
+import { DEFAULT_BUFFER_SIZE, DEFAULT_STREAMS, defaultThreads, type Config, type Order } from '../config.js';
+import { parseRate, parseSize } from './sizes.js';
+
+/** The copy command's flags, in the order the README lists them. */
+export const COPY_OPTIONS = {
+  threads: { type: 'number', describe: 'files copied in parallel (default: number of cores)' },
+  streams: { type: 'number', describe: `parallel connections to a remote agent (default ${DEFAULT_STREAMS})` },
+  'buffer-size': { type: 'string', describe: 'I/O buffer size, e.g. 1M (default 1M)' },
+  verify: { type: 'string', choices: HASH_ALGOS as unknown as string[], describe: 're-read every written file and compare its hash with the source before it gets its final name' },
+  incremental: { type: 'boolean', describe: 'skip files whose size and mtime match the destination' },
+  checksum: { type: 'boolean', describe: 'skip files whose content hash matches the destination (reads both sides)' },
+  'delete-extra': { type: 'boolean', describe: 'delete destination entries that the source does not have' },
+  'dry-run': { alias: 'n', type: 'boolean', describe: 'show what would be done; change nothing' },
+  include: { type: 'string', array: true, describe: 'include paths matching GLOB (ordered with --exclude; first match wins)' },
+  exclude: { type: 'string', array: true, describe: 'exclude paths matching GLOB' },
+  'min-size': { type: 'string', describe: 'skip files smaller than SIZE' },
+  'max-size': { type: 'string', describe: 'skip files larger than SIZE' },
+  progress: { type: 'boolean', describe: 'show progress even when stderr is not a terminal' },
+  verbose: { alias: 'v', type: 'count', describe: 'list every file transferred (-vv: also skipped ones)' },
+  quiet: { alias: 'q', type: 'boolean', describe: 'print errors only' },
+  json: { type: 'boolean', describe: 'NDJSON events on stdout (see README)' },
+  'files-from': { type: 'string', describe: 'copy only the paths listed in FILE (one per line, or a JSON array of {src, dst})' },
+  order: { type: 'string', choices: ['smallest-first', 'largest-first', 'as-listed'], describe: 'order in which files are started (default largest-first)' },
+  fsync: { type: 'boolean', describe: 'fsync every file before it gets its final name' },
+  compress: { alias: 'z', type: 'boolean', describe: 'LZ4-compress data to a remote agent when it pays' },
+  'bandwidth-limit': { type: 'string', describe: 'cap the transfer rate to RATE bytes/s over all streams, e.g. 100M' },
+  'token-file': { type: 'string', describe: 'file holding the agent token (or set SMARTCOPY_TOKEN)' },
+  'tcp-agent': { type: 'boolean', describe: 'the remote side is a TCP agent (implied by host:port:/path and tcp:// forms)' },
+} as const;
+
+export interface ParsedCopyArgs {
+  source: string;
+  destination: string;
+  threads?: number;
+  streams?: number;
+  'buffer-size'?: string;
+  verify?: string;
+  incremental?: boolean;
+  checksum?: boolean;
+  'delete-extra'?: boolean;
+  'dry-run'?: boolean;
+  'min-size'?: string;
+  'max-size'?: string;
+  progress?: boolean;
+  verbose?: number;
+  quiet?: boolean;
+  json?: boolean;
+  'files-from'?: string;
+  order?: string;
+  fsync?: boolean;
+  compress?: boolean;
+  'bandwidth-limit'?: string;
+  'token-file'?: string;
+}
+
+/**
+ * --include/--exclude keep their command-line order (rsync semantics: the first matching rule
+ * decides), which yargs' per-flag arrays lose; read them from argv directly.
+ */
+export function orderedRules(argv: readonly string[]): FilterRule[] {
+  const rules: FilterRule[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    const m = /^--(include|exclude)(?:=(.*))?$/.exec(a);
+    if (!m) continue;
+    const pattern = m[2] ?? argv[++i];
+    if (pattern === undefined || pattern === '') throw new SmartcopyError('SC_ERR_USAGE', `--${m[1]} needs a pattern`);
+    rules.push({ include: m[1] === 'include', pattern });
+  }
+  return rules;
+}
+
+function positiveInt(v: number | undefined, flag: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1 || v > 1024) throw new SmartcopyError('SC_ERR_USAGE', `${flag} must be a whole number from 1 to 1024`);
+  return v;
+}
+
+export function readToken(tokenFile: string | undefined): Buffer | undefined {
+  if (tokenFile) {
+    let text: string;
+    try {
+      text = fs.readFileSync(tokenFile, 'utf8');
+    } catch (e) {
+      throw new SmartcopyError('SC_ERR_USAGE', `--token-file ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    }
+    const t = text.trim();
+    if (!t) throw new SmartcopyError('SC_ERR_USAGE', `--token-file ${tokenFile} is empty`);
+    return Buffer.from(t);
+  }
+  const env = process.env.SMARTCOPY_TOKEN?.trim();
+  return env ? Buffer.from(env) : undefined;
+}
+
+export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Config {
+  const bufferSize = a['buffer-size'] ? parseSize(a['buffer-size'], '--buffer-size') : DEFAULT_BUFFER_SIZE;
+  if (bufferSize < 4096 || bufferSize > 16 * 1024 * 1024) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--buffer-size must be between 4K and 16M');
+  }
+  const minSize = a['min-size'] ? parseSize(a['min-size'], '--min-size') : undefined;
+  const maxSize = a['max-size'] ? parseSize(a['max-size'], '--max-size') : undefined;
+  if (minSize !== undefined && maxSize !== undefined && minSize > maxSize) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--min-size is larger than --max-size: nothing would be copied');
+  }
+  if (a.incremental && a.checksum) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--incremental and --checksum are alternatives; pick one');
+  }
+  if (a['files-from'] && a['delete-extra']) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--delete-extra cannot be combined with --files-from (only part of the tree is compared)');
+  }
+  if (a.quiet && (a.verbose ?? 0) > 0) throw new SmartcopyError('SC_ERR_USAGE', '-q and -v contradict each other');
+  return Object.freeze({
+    source: a.source,
+    destination: a.destination,
+    threads: positiveInt(a.threads, '--threads', defaultThreads()),
+    streams: positiveInt(a.streams, '--streams', DEFAULT_STREAMS),
+    bufferSize,
+    verify: a.verify as HashAlgo | undefined,
+    incremental: a.incremental ?? false,
+    checksum: a.checksum ?? false,
+    deleteExtra: a['delete-extra'] ?? false,
+    dryRun: a['dry-run'] ?? false,
+    rules: orderedRules(rawArgv),
+    minSize,
+    maxSize,
+    progress: a.progress ?? false,
+    verbose: a.verbose ?? 0,
+    quiet: a.quiet ?? false,
+    json: a.json ?? false,
+    filesFrom: a['files-from'],
+    order: (a.order ?? 'largest-first') as Order,
+    fsync: a.fsync ?? false,
+    compress: a.compress ?? false,
+    bandwidthLimit: a['bandwidth-limit'] ? parseRate(a['bandwidth-limit'], '--bandwidth-limit') : undefined,
+    tokenFile: a['token-file'],
+    token: readToken(a['token-file']),
+  });
+}

@@ -1,0 +1,77 @@
+import type { SmartcopyError } from '@smartcopy/protocol';
+
+export type FileAction = 'copied' | 'skipped' | 'failed' | 'deleted' | 'linked' | 'dir';
+
+export interface Totals {
+  filesTotal: number;
+  bytesTotal: number;
+}
+
+/** Counters of a run; renderers read them, nothing here prints. */
+export class Accounting {
+  filesTotal = 0;
+  bytesTotal = 0;
+  filesCopied = 0;
+  filesSkipped = 0;
+  filesFailed = 0;
+  deleted = 0;
+  dirsCreated = 0;
+  linksCreated = 0;
+  /** content bytes transferred (written at the destination) */
+  bytesDone = 0;
+  /** bytes that crossed the transport (0 for local copies) */
+  wireBytes = 0;
+  bytesSkipped = 0;
+  readonly errors: SmartcopyError[] = [];
+  readonly startedAt = process.hrtime.bigint();
+
+  get filesDone(): number {
+    return this.filesCopied + this.filesSkipped + this.filesFailed;
+  }
+
+  elapsedSeconds(): number {
+    return Number(process.hrtime.bigint() - this.startedAt) / 1e9;
+  }
+}
+
+/** Everything that happens during a run, for the renderers (TTY progress, -v lines, --json). */
+export interface RunEvents {
+  start(info: { source: string; destination: string; filesTotal: number; bytesTotal: number; dryRun: boolean }): void;
+  file(ev: { path: string; action: FileAction; bytes: number; error?: SmartcopyError }): void;
+  error(err: SmartcopyError): void;
+  /** a periodic tick (about once a second for --json, more often for the TTY line) */
+  tick(): void;
+  summary(s: Summary): void;
+}
+
+export interface Summary {
+  ok: boolean;
+  exitCode: number;
+  filesTotal: number;
+  filesCopied: number;
+  filesSkipped: number;
+  filesFailed: number;
+  deleted: number;
+  bytes: number;
+  bytesOnWire: number;
+  seconds: number;
+  dryRun: boolean;
+  error?: { code: string; message: string };
+}
+
+export function summaryOf(a: Accounting, exitCode: number, dryRun: boolean, fatal?: SmartcopyError): Summary {
+  return {
+    ok: exitCode === 0,
+    exitCode,
+    filesTotal: a.filesTotal,
+    filesCopied: a.filesCopied,
+    filesSkipped: a.filesSkipped,
+    filesFailed: a.filesFailed,
+    deleted: a.deleted,
+    bytes: a.bytesDone,
+    bytesOnWire: a.wireBytes,
+    seconds: Number(a.elapsedSeconds().toFixed(3)),
+    dryRun,
+    ...(fatal ? { error: { code: fatal.code, message: fatal.message } } : {}),
+  };
+}

@@ -1,0 +1,67 @@
+import { ExitCode, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
+import type { Config } from './config.js';
+import { Accounting, summaryOf, type RunEvents } from './progress/accounting.js';
+import { HumanRenderer, JsonRenderer } from './progress/render.js';
+import { parseTarget, type Target } from './targets.js';
+import { pull } from './transfer/pull.js';
+import { push } from './transfer/push.js';
+
+export interface RunIO {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+}
+
+/** How a finished run maps to a process exit code (see README "Exit codes"). */
+export function exitCodeOf(acct: Accounting, fatal: SmartcopyError | undefined, interrupted: boolean): number {
+  if (interrupted) return ExitCode.INTERRUPTED;
+  if (fatal) return fatal.exitCode;
+  if (acct.filesFailed > 0 || acct.errors.length > 0) {
+    const all = acct.errors;
+    return all.length > 0 && all.every((e) => e.code === 'SC_ERR_VANISHED') ? ExitCode.VANISHED : ExitCode.PARTIAL;
+  }
+  return ExitCode.OK;
+}
+
+function makeEvents(cfg: Config, acct: Accounting, io: RunIO): RunEvents {
+  if (cfg.json) return new JsonRenderer(acct, io.stdout);
+  return new HumanRenderer(acct, {
+    progress: cfg.progress || (io.stderr.isTTY === true && !cfg.quiet),
+    verbose: cfg.verbose,
+    quiet: cfg.quiet,
+    out: io.stdout,
+    err: io.stderr,
+  });
+}
+
+/** Run one `smartcopy SRC DST`. Never throws: every failure becomes an exit code and a message. */
+export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal): Promise<number> {
+  const acct = new Accounting();
+  const events = makeEvents(cfg, acct, io);
+  const ticker = setInterval(() => events.tick(), 250);
+  ticker.unref();
+  let fatal: SmartcopyError | undefined;
+  try {
+    const src = parseTarget(cfg.source);
+    const dst = parseTarget(cfg.destination, { tcpAgent: process.argv.includes('--tcp-agent') });
+    if (src.kind !== 'local' && dst.kind !== 'local') {
+      throw new SmartcopyError('SC_ERR_USAGE', 'both SRC and DST are remote; one of them must be a local path');
+    }
+    if (src.kind === 'local' && dst.kind === 'local' && cfg.compress) {
+      throw new SmartcopyError('SC_ERR_USAGE', '--compress only applies to transfers to or from an agent; local copies do not cross a wire');
+    }
+    if (src.kind === 'local') await push(cfg, src, dst, acct, events, signal);
+    else await pull(cfg, src, dst as Extract<Target, { kind: 'local' }>, acct, events, signal);
+  } catch (e) {
+    fatal = e instanceof SmartcopyError ? e : fromSystemError(e, 'smartcopy');
+    if (signal.aborted) fatal = new SmartcopyError('SC_ERR_INTERRUPTED', 'interrupted');
+    events.error(fatal);
+  } finally {
+    clearInterval(ticker);
+  }
+  const interrupted = signal.aborted;
+  if (interrupted && !fatal) events.error(new SmartcopyError('SC_ERR_INTERRUPTED', 'interrupted; files not yet complete were not put in place (see README: interrupted runs)'));
+  const code = exitCodeOf(acct, fatal, interrupted);
+  events.summary(summaryOf(acct, code, cfg.dryRun, fatal));
+  return code;
+}
+

@@ -1,0 +1,186 @@
+import {
+  MsgType,
+  ProtocolError,
+  SmartcopyError,
+  errorFromFrame,
+  msgTypeName,
+  type Entry,
+  type ErrorMsg,
+  type Frame,
+  type Manifest,
+  type Result,
+} from '@smartcopy/protocol';
+import type { Channel } from '@smartcopy/agent';
+
+export interface Listing {
+  missing: boolean;
+  isFile: boolean;
+  entries: Entry[];
+}
+
+interface PendingList {
+  entries: Entry[];
+  resolve: (l: Listing) => void;
+  reject: (e: SmartcopyError) => void;
+}
+
+/**
+ * The client's view of one stream after the handshake: correlates RESULT frames with the
+ * operations waiting for them, collects MANIFEST batches, and fails everything pending when the
+ * stream dies. Extra frame kinds (a pulling receiver's FILE_ frames) go to `extra`.
+ */
+export class ClientStream {
+  private readonly pending = new Map<string, (r: Result) => void>();
+  private readonly lists = new Map<number, PendingList>();
+  private nextRequest = 1;
+  private settledWaiters: Array<() => void> = [];
+  private dead: SmartcopyError | undefined;
+  extra: ((f: Frame) => boolean) | undefined;
+
+  constructor(
+    readonly ch: Channel,
+    readonly index: number,
+    private readonly onWarning: (e: SmartcopyError) => void,
+  ) {
+    ch.setHandler((f) => this.onFrame(f));
+    void ch.whenClosed().then((err) => this.onClosed(err));
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  get failure(): SmartcopyError | undefined {
+    return this.dead ?? this.ch.error;
+  }
+
+  newRequestId(): number {
+    return this.nextRequest++;
+  }
+
+  /** Register interest in the RESULT for `key` before sending the frame that causes it. */
+  expect(key: string): Promise<Result> {
+    if (this.dead) return Promise.reject(this.dead);
+    if (this.pending.has(key)) throw new SmartcopyError('SC_ERR_INTERNAL', `duplicate wait for result ${key}`);
+    return new Promise((resolve) => this.pending.set(key, resolve));
+  }
+
+  /**
+   * Fail a pending operation locally (the sender could not send it). A RESULT the receiver may
+   * still send for it later is ignored.
+   */
+  settle(key: string, err: SmartcopyError): void {
+    const cb = this.pending.get(key);
+    if (!cb) return;
+    this.pending.delete(key);
+    cb(failedResult(err));
+    this.wakeSettled();
+  }
+
+  /** Resolves as soon as any pending result arrives (or the stream dies). */
+  oneSettled(): Promise<void> {
+    if (this.dead || this.pending.size === 0) return Promise.resolve();
+    return new Promise((r) => this.settledWaiters.push(r));
+  }
+
+  list(path: Uint8Array, opts: { recursive: boolean; hashAlgo?: string }): Promise<Listing> {
+    if (this.dead) return Promise.reject(this.dead);
+    const requestId = this.newRequestId();
+    return new Promise((resolve, reject) => {
+      this.lists.set(requestId, { entries: [], resolve, reject });
+      this.ch.send(MsgType.LIST_REQUEST, {
+        requestId,
+        path,
+        recursive: opts.recursive,
+        wantHashes: opts.hashAlgo !== undefined,
+        hashAlgo: opts.hashAlgo ?? '',
+      });
+    });
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case MsgType.RESULT:
+        this.deliver(f.header as Result);
+        return;
+      case MsgType.MANIFEST: {
+        const m = f.header as Manifest;
+        const pl = this.lists.get(m.requestId);
+        if (!pl) throw new ProtocolError('SC_ERR_PROTOCOL', `MANIFEST for unknown request ${m.requestId}`);
+        for (const e of m.entries) pl.entries.push(e);
+        if (m.last) {
+          this.lists.delete(m.requestId);
+          pl.resolve({ missing: m.missing, isFile: m.isFile, entries: pl.entries });
+        }
+        return;
+      }
+      case MsgType.ERROR: {
+        const e = f.header as ErrorMsg;
+        const err = errorFromFrame(e);
+        if (e.fatal) {
+          this.dead = err;
+          return;
+        }
+        this.onWarning(err);
+        return;
+      }
+      case MsgType.PING:
+        return;
+      case MsgType.BYE:
+        return;
+      default:
+        if (this.extra?.(f)) return;
+        throw new ProtocolError('SC_ERR_PROTOCOL', `unexpected ${msgTypeName(f.type)} frame from the agent`);
+    }
+  }
+
+  /**
+   * An outcome for a pending operation: from a RESULT frame, or from the local receiver when
+   * this side receives (pull). A late duplicate (a pull sender's failure after the receiver's own
+   * verdict) finds nothing pending and is dropped.
+   */
+  deliver(r: Result): void {
+    const key = r.requestId ? `r${r.requestId}` : `${r.fileId}:${r.offset}`;
+    const cb = this.pending.get(key);
+    if (!cb) return;
+    this.pending.delete(key);
+    cb(r);
+    this.wakeSettled();
+  }
+
+  private wakeSettled(): void {
+    const ws = this.settledWaiters;
+    this.settledWaiters = [];
+    for (const w of ws) w();
+  }
+
+  private onClosed(err: SmartcopyError | undefined): void {
+    this.dead ??= err ?? new SmartcopyError('SC_ERR_CONNECTION_CLOSED', 'the agent closed the connection', { retryable: true });
+    const failed = failedResult(this.dead);
+    for (const cb of this.pending.values()) cb(failed);
+    this.pending.clear();
+    for (const l of this.lists.values()) l.reject(this.dead);
+    this.lists.clear();
+    this.wakeSettled();
+  }
+
+  /** Orderly end: BYE, wait for the agent's BYE/end, close. */
+  async bye(): Promise<void> {
+    if (!this.ch.isOpen) return;
+    this.ch.send(MsgType.BYE, {});
+    await this.ch.stream.end().catch(() => {});
+    await Promise.race([this.ch.whenClosed(), new Promise((r) => setTimeout(r, 5000).unref())]);
+    await this.ch.close();
+  }
+}
+
+export function failedResult(err: SmartcopyError): Result {
+  return {
+    fileId: 0,
+    ok: false,
+    offset: 0,
+    bytesWritten: 0,
+    requestId: 0,
+    error: { code: err.wireCode, codeName: err.code, message: err.message, path: new Uint8Array() },
+  };
+}

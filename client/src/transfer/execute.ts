@@ -1,0 +1,236 @@
+import { MsgType, SmartcopyError, type Result } from '@smartcopy/protocol';
+import { sendChunk, sendWholeFile, sourceVerifyHash, toWireEntry, type SendOptions } from '@smartcopy/agent';
+import { CHUNK_SIZE, CHUNK_THRESHOLD } from '../config.js';
+import type { Plan, SourceItem } from '../plan/plan.js';
+import type { Accounting, RunEvents } from '../progress/accounting.js';
+import type { ClientStream } from '../session/client-stream.js';
+import { chunkTransferId } from './streams.js';
+
+/** Files a stream may have in flight before it waits for results (pipelining small files). */
+const WINDOW_FILES = 256;
+
+export interface ExecuteContext {
+  streams: ClientStream[];
+  send: SendOptions;
+  acct: Accounting;
+  events: RunEvents;
+  signal: AbortSignal;
+  /** whether the receiver accepts chunks of one file over several streams */
+  chunks: boolean;
+}
+
+function resultError(r: Result, fallbackPath: string): SmartcopyError {
+  const e = r.error;
+  if (!e) return new SmartcopyError('SC_ERR_INTERNAL', 'the receiver reported a failure without details', { path: fallbackPath });
+  return SmartcopyError.fromWire(e.code, e.message, fallbackPath);
+}
+
+type WorkItem =
+  | { kind: 'file'; item: SourceItem; fileId: number }
+  | { kind: 'chunk'; item: SourceItem; fileId: number; offset: number; length: number; tracker: ChunkTracker };
+
+interface ChunkTracker {
+  left: number;
+  count: number;
+  transferId: string;
+  failed: SmartcopyError | undefined;
+}
+
+/**
+ * Carry out a plan over the session's streams: deletes, then directories, then files and links
+ * spread over all streams (big files split into chunks), then directory metadata. One failing
+ * file never stops the others; a dead stream fails only what was on it.
+ */
+export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void> {
+  const control = ctx.streams[0]!;
+  const { acct, events } = ctx;
+
+  const fileFailed = (it: SourceItem, err: SmartcopyError): void => {
+    acct.filesFailed++;
+    acct.errors.push(err);
+    events.file({ path: it.display, action: 'failed', bytes: 0, error: err });
+    events.error(err);
+  };
+
+  // 1. Removals (type changes always, extras with --delete-extra), before anything is written.
+  await pipelined(control, plan.deletes, (d, requestId) => {
+    control.ch.send(MsgType.DELETE, { requestId, path: d.dest, type: d.type });
+  }, (d, r) => {
+    if (r.ok) {
+      if (!d.typeChange) {
+        acct.deleted++;
+        events.file({ path: d.display, action: 'deleted', bytes: 0 });
+      }
+    } else {
+      const err = resultError(r, d.display);
+      acct.errors.push(err);
+      events.error(err);
+    }
+  }, ctx.signal);
+
+  // 2. Directories, parents first.
+  await pipelined(control, plan.mkdirs, (it, requestId) => {
+    control.ch.send(MsgType.MKDIR, { requestId, entry: toWireEntry(it.entry, it.dest) });
+  }, (it, r) => {
+    if (r.ok) {
+      acct.dirsCreated++;
+      events.file({ path: it.display, action: 'dir', bytes: 0 });
+    } else {
+      const err = resultError(r, it.display);
+      acct.errors.push(err);
+      events.error(err);
+    }
+  }, ctx.signal);
+
+  // 3. Symlinks (cheap, on the control stream) and files (all streams).
+  const links = pipelined(control, plan.symlinks, (it, requestId) => {
+    control.ch.send(MsgType.SYMLINK, { requestId, entry: toWireEntry(it.entry, it.dest) });
+  }, (it, r) => {
+    if (r.ok) {
+      acct.linksCreated++;
+      acct.filesCopied++;
+      events.file({ path: it.display, action: 'linked', bytes: 0 });
+    } else fileFailed(it, resultError(r, it.display));
+  }, ctx.signal);
+
+  const queue: WorkItem[] = [];
+  let nextFileId = 1;
+  for (const it of plan.files) {
+    const fileId = nextFileId++;
+    const size = it.entry.size;
+    if (ctx.chunks && size >= CHUNK_THRESHOLD) {
+      const count = Math.ceil(size / CHUNK_SIZE);
+      const tracker: ChunkTracker = { left: count, count, transferId: chunkTransferId(it.dest, size, it.entry.mtimeSec, it.entry.mtimeNsec), failed: undefined };
+      for (let off = 0; off < size; off += CHUNK_SIZE) {
+        queue.push({ kind: 'chunk', item: it, fileId, offset: off, length: Math.min(CHUNK_SIZE, size - off), tracker });
+      }
+    } else queue.push({ kind: 'file', item: it, fileId });
+  }
+  queue.reverse(); // pop() from the end = plan order
+
+  const fileDone = (it: SourceItem, bytes: number): void => {
+    acct.filesCopied++;
+    acct.bytesDone += bytes;
+    events.file({ path: it.display, action: 'copied', bytes });
+  };
+
+  const worker = async (s: ClientStream): Promise<void> => {
+    const waits: Promise<void>[] = [];
+    while (queue.length > 0 && !ctx.signal.aborted && !s.failure) {
+      while (s.inFlight >= WINDOW_FILES) await s.oneSettled();
+      const w = queue.pop()!;
+      const it = w.item;
+      const entry = toWireEntry(it.entry, it.dest) as Parameters<typeof sendWholeFile>[3];
+      if (w.kind === 'file') {
+        const res = s.expect(`${w.fileId}:0`);
+        waits.push(res.then((r) => (r.ok ? fileDone(it, it.entry.size) : fileFailed(it, resultError(r, it.display)))));
+        try {
+          await sendWholeFile(s.ch, w.fileId, it.src, entry, it.display, ctx.send);
+        } catch (e) {
+          // The receiver discards the file (FILE_END aborted); our error is the reason the user sees.
+          s.settle(`${w.fileId}:0`, asError(e, it.display));
+        }
+      } else {
+        const res = s.expect(`${w.fileId}:${w.offset}`);
+        waits.push(
+          res.then(async (r) => {
+            const t = w.tracker;
+            if (!r.ok) t.failed ??= resultError(r, it.display);
+            else acct.bytesDone += w.length;
+            if (--t.left > 0) return;
+            if (t.failed) return fileFailed(it, t.failed);
+            await commitChunked(s, w.fileId, it, t, ctx).then(
+              () => {
+                acct.filesCopied++;
+                events.file({ path: it.display, action: 'copied', bytes: it.entry.size });
+              },
+              (err: SmartcopyError) => fileFailed(it, err),
+            );
+          }),
+        );
+        try {
+          await sendChunk(s.ch, w.fileId, it.src, entry, w.tracker.transferId, w.offset, w.length, it.display, ctx.send);
+        } catch (e) {
+          s.settle(`${w.fileId}:${w.offset}`, asError(e, it.display));
+        }
+      }
+      events.tick();
+    }
+    await Promise.all(waits);
+  };
+
+  await Promise.all([links, ...ctx.streams.map((s) => worker(s))]);
+  // Whatever is still queued never started: a stream died or the run was interrupted.
+  for (const w of queue.splice(0)) {
+    if (w.kind === 'file' || w.offset === 0) {
+      const why = ctx.signal.aborted
+        ? new SmartcopyError('SC_ERR_INTERRUPTED', 'interrupted before it was sent', { path: w.item.display })
+        : new SmartcopyError('SC_ERR_CONNECTION_CLOSED', 'not sent: the connection was lost', { path: w.item.display });
+      acct.filesFailed++;
+      events.file({ path: w.item.display, action: 'failed', bytes: 0, error: why });
+    }
+  }
+
+  // 4. Directory metadata last, deepest first, once nothing more is written inside.
+  if (plan.dirMeta.length > 0 && !ctx.signal.aborted && !control.failure) {
+    const requestId = control.newRequestId();
+    const r = await awaitResult(control, `r${requestId}`, () =>
+      control.ch.send(MsgType.FINISH, { requestId, directories: plan.dirMeta.map((d) => toWireEntry(d.entry, d.dest)) }),
+    );
+    if (!r.ok) {
+      const err = resultError(r, '');
+      acct.errors.push(err);
+      events.error(err);
+    }
+  }
+}
+
+async function commitChunked(s: ClientStream, fileId: number, it: SourceItem, t: ChunkTracker, ctx: ExecuteContext): Promise<void> {
+  const verifyAlgo = ctx.send.verifyAlgo;
+  const verifyHash = verifyAlgo ? await sourceVerifyHash(it.src, verifyAlgo, it.display) : undefined;
+  // The stream that finished the last chunk may have died since; any live stream can commit.
+  const target = s.failure ? ctx.streams.find((x) => !x.failure) : s;
+  if (!target) throw new SmartcopyError('SC_ERR_CONNECTION_CLOSED', 'no connection left to commit the file', { path: it.display });
+  const r = await awaitResult(target, `${fileId}:0`, () =>
+    target.ch.send(MsgType.COMMIT, {
+      fileId,
+      entry: toWireEntry(it.entry, it.dest),
+      transferId: t.transferId,
+      chunkCount: t.count,
+      verifyHash,
+      verifyAlgo: verifyAlgo ?? '',
+      fsync: ctx.send.fsync,
+    }),
+  );
+  if (!r.ok) throw resultError(r, it.display);
+}
+
+function awaitResult(s: ClientStream, key: string, send: () => void): Promise<Result> {
+  const p = s.expect(key);
+  send();
+  return p;
+}
+
+/** Send ops on one stream without waiting for each answer, then wait for all. */
+async function pipelined<T>(
+  s: ClientStream,
+  items: readonly T[],
+  send: (item: T, requestId: number) => void,
+  done: (item: T, r: Result) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const waits: Promise<void>[] = [];
+  for (const it of items) {
+    if (signal.aborted || s.failure) break;
+    while (s.inFlight >= WINDOW_FILES) await s.oneSettled();
+    const requestId = s.newRequestId();
+    waits.push(s.expect(`r${requestId}`).then((r) => done(it, r)));
+    send(it, requestId);
+  }
+  await Promise.all(waits);
+}
+
+function asError(e: unknown, path: string): SmartcopyError {
+  return e instanceof SmartcopyError ? e : new SmartcopyError('SC_ERR_IO', String((e as Error)?.message ?? e), { path });
+}
+

@@ -1,0 +1,112 @@
+import path from 'node:path';
+import { EntryType, FEATURE_NATIVE_COPY, SmartcopyError } from '@smartcopy/protocol';
+import { BufferPool, scanTree, type ScanResult } from '@smartcopy/agent';
+import type { Config } from '../config.js';
+import { joinRel, openLocal, openRemote, type Endpoint } from '../endpoints.js';
+import { readFilesFrom, scanFilesFrom } from '../plan/files-from.js';
+import { listingToMap, mapSource, protector, type Mapped } from '../plan/map.js';
+import { makePlan, type SourceItem } from '../plan/plan.js';
+import type { Accounting, RunEvents } from '../progress/accounting.js';
+import { reportDryRun, reportPlanned, reportScanErrors } from '../progress/report.js';
+import { ClientStream } from '../session/client-stream.js';
+import { newSessionId, openChannel } from '../session/connect.js';
+import type { Target } from '../targets.js';
+import { executePlan } from './execute.js';
+import { finishStreams, hasChunks, openMoreStreams, wireBytes } from './streams.js';
+import { TokenBucket } from '@smartcopy/agent';
+
+type SourceListing = ScanResult & { items?: SourceItem[] };
+
+function scanLocalSource(cfg: Config, srcAbs: string, signal: AbortSignal): Promise<SourceListing> {
+  return scanTree(
+    Buffer.from(srcAbs),
+    {
+      rules: cfg.rules,
+      minSize: cfg.minSize,
+      maxSize: cfg.maxSize,
+      hashAlgo: cfg.checksum ? 'xxhash64' : undefined,
+      followRootLink: true,
+      hideParts: true,
+    },
+    signal,
+  );
+}
+
+/**
+ * Push: the local side sends. The destination is a local directory (served by an in-process
+ * agent over the memory transport) or a remote agent; the session is the same.
+ */
+export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>, dst: Target, acct: Accounting, events: RunEvents, signal: AbortSignal): Promise<void> {
+  const srcAbs = path.resolve(src.path);
+  const srcBuf = Buffer.from(srcAbs);
+  const filesFrom = cfg.filesFrom ? await readFilesFrom(cfg.filesFrom) : undefined;
+  // The source is listed in a worker thread while we connect to the destination.
+  const srcScan: Promise<SourceListing> = filesFrom ? scanFilesFrom(cfg, srcAbs, filesFrom, signal) : scanLocalSource(cfg, srcAbs, signal);
+  srcScan.catch(() => {});
+  let endpoint: Endpoint | undefined;
+  const streams: ClientStream[] = [];
+  try {
+    endpoint = dst.kind === 'local' ? await openLocal(dst.path) : await openRemote(dst, signal);
+    const count = endpoint.conn.features.sameHost ? cfg.threads : cfg.streams;
+    const hs = { sessionId: newSessionId(), count, token: cfg.token, fsync: cfg.fsync, signal };
+    const first = await openChannel(endpoint.conn, { ...hs, index: 0 });
+    const control = new ClientStream(first.ch, 0, (e) => events.error(e));
+    streams.push(control);
+
+    const srcRes = await srcScan;
+    if (srcRes.rootKind === 'missing') throw new SmartcopyError('SC_ERR_SOURCE_NOT_FOUND', `source ${src.path} does not exist`, { path: src.path });
+    if (srcRes.rootKind === 'other') throw new SmartcopyError('SC_ERR_SOURCE_NOT_FOUND', `source ${src.path} is not a file, directory or symlink`, { path: src.path });
+    reportScanErrors(srcRes.errors, src.path, acct, events);
+
+    // What is at the destination: probe the operand, then list what the copy touches.
+    const probe = await control.list(endpoint.prefix, { recursive: false });
+    const dstIsDir = !probe.missing && probe.entries[0]?.type === EntryType.DIRECTORY;
+    if ((srcRes.rootKind === 'directory' || srcRes.items) && !probe.missing && !dstIsDir) {
+      throw new SmartcopyError('SC_ERR_DEST_INVALID', `destination ${endpoint.display} exists and is not a directory`, { path: endpoint.display });
+    }
+    const prefix = endpoint.prefix;
+    const mapped: Mapped = srcRes.items
+      ? { items: srcRes.items.map((it) => ({ ...it, dest: joinRel(prefix, it.dest) })), listRoot: prefix, recursive: true }
+      : mapSource(srcRes.rootKind, srcRes.entries, (rel) => (rel.length === 0 ? srcBuf : Buffer.concat([srcBuf, Buffer.from('/'), rel])), srcAbs, prefix, dstIsDir, dst.trailingSlash);
+    const listing = await control.list(mapped.listRoot, { recursive: mapped.recursive, hashAlgo: cfg.checksum ? 'xxhash64' : undefined });
+    const plan = makePlan(mapped.items, listingToMap(mapped.listRoot, listing.entries), mapped.listRoot, {
+      incremental: cfg.incremental,
+      checksum: cfg.checksum,
+      deleteExtra: cfg.deleteExtra,
+      order: cfg.order,
+      protect: protector(cfg),
+    });
+    reportPlanned(plan, acct, events, cfg, src.path, endpoint.display);
+    if (cfg.dryRun) {
+      reportDryRun(plan, acct, events);
+      await control.bye();
+      return;
+    }
+
+    await openMoreStreams(endpoint.conn, hs, Math.min(count, Math.max(1, plan.files.length)), streams, events);
+    // A bandwidth limit needs the bytes to pass through us, so it turns the kernel copy off.
+    const native = first.welcome.sameHost && first.welcome.features.includes(FEATURE_NATIVE_COPY) && !cfg.bandwidthLimit;
+    const bucket = cfg.bandwidthLimit ? new TokenBucket(cfg.bandwidthLimit) : undefined;
+    await executePlan(plan, {
+      streams,
+      send: {
+        hashAlgo: 'xxhash64',
+        verifyAlgo: cfg.verify,
+        native,
+        compress: cfg.compress && !native,
+        fsync: cfg.fsync,
+        pool: new BufferPool(cfg.bufferSize, 4 * streams.length + 4),
+        throttle: bucket ? (n) => bucket.take(n, signal) : undefined,
+      },
+      acct,
+      events,
+      signal,
+      chunks: hasChunks(first.welcome.features),
+    });
+    if (!endpoint.conn.features.sameHost) acct.wireBytes = wireBytes(streams);
+    await finishStreams(streams, plan.files.length + plan.mkdirs.length > 0, signal);
+  } finally {
+    if (signal.aborted) for (const s of streams) s.ch.abort();
+    await endpoint?.close();
+  }
+}
