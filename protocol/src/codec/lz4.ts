@@ -1,4 +1,3 @@
-import lz4 from 'lz4-napi';
 import { ProtocolError } from '../errors.js';
 import { MAX_FRAME_SIZE } from '../framing/frame.js';
 
@@ -8,6 +7,13 @@ import { MAX_FRAME_SIZE } from '../framing/frame.js';
  * block format. Compression runs on the libuv thread pool, off the event loop.
  */
 
+/** The native addon loads on first use: most runs never compress. */
+let lz4Module: Promise<typeof import('lz4-napi')> | undefined;
+function lz4Lib(): Promise<typeof import('lz4-napi')> {
+  lz4Module ??= import('lz4-napi').then((m) => ((m as { default?: typeof import('lz4-napi') }).default ?? m));
+  return lz4Module;
+}
+
 /** A compressed payload is sent only when it is at most this fraction of the raw size. */
 export const LZ4_MAX_RATIO = 0.9;
 
@@ -15,7 +21,7 @@ export const LZ4_MAX_RATIO = 0.9;
 export const LZ4_MAX_RAW_LENGTH = MAX_FRAME_SIZE;
 
 export async function lz4Compress(raw: Uint8Array): Promise<Buffer> {
-  return lz4.compress(raw);
+  return (await lz4Lib()).compress(raw);
 }
 
 /**
@@ -35,7 +41,7 @@ export async function lz4Decompress(compressed: Uint8Array, rawLength: number): 
   }
   let raw: Buffer;
   try {
-    raw = await lz4.uncompress(compressed);
+    raw = await (await lz4Lib()).uncompress(compressed);
   } catch (err) {
     throw new ProtocolError('SC_ERR_MALFORMED_FRAME', `LZ4 payload does not decompress: ${(err as Error).message}`, { cause: err });
   }

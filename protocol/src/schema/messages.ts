@@ -236,6 +236,7 @@ export interface ReadRequest {
   hashAlgo: string;
   verifyAlgo: string;
   compress: boolean;
+  bandwidthLimit: number;
 }
 
 // ---- delta -------------------------------------------------------------------------------------

@@ -118,6 +118,7 @@ export const samples: { [T in MsgTypeValue]: MessageByType[T] } = {
     hashAlgo: 'xxhash64',
     verifyAlgo: 'blake3',
     compress: true,
+    bandwidthLimit: 100 * 1024 * 1024,
   },
   [MsgType.PING]: { reply: true, nonce: 2 ** 52 + 1 },
 };
