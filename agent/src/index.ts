@@ -12,3 +12,4 @@ export { NativeBatcher } from './session/native-batcher.js';
 export { clientProof, serverProof, proofMatches, newNonce } from './session/auth.js';
 export { serveList, toWireEntry } from './session/list.js';
 export { errorInfo, displayOf, type ResultInit } from './session/results.js';
+export * from './native/index.js';

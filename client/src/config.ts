@@ -35,6 +35,8 @@ export interface Config {
   filesFrom: string | undefined;
   order: Order;
   fsync: boolean;
+  /** same-host copies may use the kernel copy (false: stream through the engine) */
+  kernelCopy: boolean;
   compress: boolean;
   bandwidthLimit: number | undefined;
   tokenFile: string | undefined;

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '..');
+const REPO = path.resolve(HERE, '../..');
 const SCBENCH = '/tmp/scbench';
 const DSTROOT = path.join(SCBENCH, 'dst');
 const LOGDIR = path.join(SCBENCH, 'logs');

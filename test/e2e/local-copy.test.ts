@@ -91,10 +91,17 @@ describe('local copy (smartcopy SRC DST)', () => {
     try {
       const data = pseudoRandom(100 * 1024 * 1024 + 12345, 99);
       writeFile(big, 'huge.img', data, { mtime: T1 });
-      const r = await runCli([path.join(big, 'huge.img'), path.join(dst, 'huge.img'), '--threads', '3', '--verify', 'xxhash64']);
+      // --no-kernel-copy: data passes through the engine, so a large file is split into chunks
+      // written by several workers into one .part
+      const r = await runCli([path.join(big, 'huge.img'), path.join(dst, 'huge.img'), '--threads', '3', '--verify', 'xxhash64', '--no-kernel-copy', '--json']);
       assert.equal(r.code, 0, r.stderr);
+      const ev = events(r.stdout).find((e) => e.event === 'file' && e.path === 'huge.img');
+      assert.equal(ev?.chunks, 4, 'travelled as 32 MiB chunks');
       assert.ok(fs.readFileSync(path.join(dst, 'huge.img')).equals(data));
       assert.equal(fs.statSync(path.join(dst, 'huge.img')).mtime.getTime(), T1.getTime());
+      const again = await runCli([path.join(big, 'huge.img'), path.join(dst, 'huge.img'), '--threads', '2', '--json']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.ok(fs.readFileSync(path.join(dst, 'huge.img')).equals(data), 'kernel copy over an existing file');
       assert.deepEqual(partFiles(dst), [], 'no .part or chunk record left behind');
     } finally {
       cleanup(big, dst);

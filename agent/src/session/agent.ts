@@ -154,6 +154,11 @@ export class Agent {
     if (!h.sessionId || h.sessionId.length > 64) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', 'HELLO needs a session id of 1-64 characters');
     if (h.clientNonce.length < 16) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', 'HELLO needs a client nonce of at least 16 bytes');
     sc.hello = h;
+    // Refuse over the cap before the handshake completes, so the client learns why at once.
+    if (!this.sessions.has(h.sessionId) && this.sessions.size >= (this.cfg.maxSessions ?? DEFAULT_MAX_SESSIONS)) {
+      this.refuseBusy(sc);
+      return;
+    }
     const authRequired = this.cfg.token !== undefined;
     sc.ch.send(MsgType.WELCOME, {
       version: agreed.version,
@@ -196,11 +201,8 @@ export class Agent {
     const h = sc.hello!;
     let s = this.sessions.get(h.sessionId);
     if (!s) {
-      const max = this.cfg.maxSessions ?? DEFAULT_MAX_SESSIONS;
-      if (this.sessions.size >= max) {
-        this.log(`refused a session: ${this.sessions.size} sessions active (--max-sessions ${max})`);
-        sc.state = 'closed';
-        sc.ch.fail(new SmartcopyError('SC_ERR_BUSY', `the agent is busy: ${max} sessions active (--max-sessions); try again later`, { retryable: true }));
+      if (this.sessions.size >= (this.cfg.maxSessions ?? DEFAULT_MAX_SESSIONS)) {
+        this.refuseBusy(sc);
         return;
       }
       const applier = new Applier(this.jail, {
@@ -226,6 +228,13 @@ export class Agent {
     sc.receiver = new StreamReceiver(sc.ch, s.receiver);
     sc.state = 'ready';
     this.resetIdle(sc);
+  }
+
+  private refuseBusy(sc: StreamCtx): void {
+    const max = this.cfg.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.log(`refused a session: ${this.sessions.size} sessions active (--max-sessions ${max})`);
+    sc.state = 'closed';
+    sc.ch.fail(new SmartcopyError('SC_ERR_BUSY', `the agent is busy: ${max} sessions active (--max-sessions); try again later`, { retryable: true }));
   }
 
   private onSessionFrame(sc: StreamCtx, f: Frame): void {

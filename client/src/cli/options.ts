@@ -25,6 +25,7 @@ export const COPY_OPTIONS = {
   'files-from': { type: 'string', describe: 'copy only the paths listed in FILE (one per line, or a JSON array of {src, dst})' },
   order: { type: 'string', choices: ['smallest-first', 'largest-first', 'as-listed'], describe: 'order in which files are started (default largest-first)' },
   fsync: { type: 'boolean', describe: 'fsync every file before it gets its final name' },
+  'kernel-copy': { type: 'boolean', default: true, describe: 'local copies: let the kernel copy file data (copy_file_range/reflink); --no-kernel-copy streams it through smartcopy (large files in parallel chunks)' },
   compress: { alias: 'z', type: 'boolean', describe: 'LZ4-compress data to a remote agent when it pays' },
   'bandwidth-limit': { type: 'string', describe: 'cap the transfer rate to RATE bytes/s over all streams, e.g. 100M' },
   'token-file': { type: 'string', describe: 'file holding the agent token (or set SMARTCOPY_TOKEN)' },
@@ -51,6 +52,7 @@ export interface ParsedCopyArgs {
   'files-from'?: string;
   order?: string;
   fsync?: boolean;
+  'kernel-copy'?: boolean;
   compress?: boolean;
   'bandwidth-limit'?: string;
   'token-file'?: string;
@@ -134,6 +136,7 @@ export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Co
     filesFrom: a['files-from'],
     order: (a.order ?? 'largest-first') as Order,
     fsync: a.fsync ?? false,
+    kernelCopy: a['kernel-copy'] ?? true,
     compress: a.compress ?? false,
     bandwidthLimit: a['bandwidth-limit'] ? parseRate(a['bandwidth-limit'], '--bandwidth-limit') : undefined,
     tokenFile: a['token-file'],

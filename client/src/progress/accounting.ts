@@ -37,7 +37,8 @@ export class Accounting {
 /** Everything that happens during a run, for the renderers (TTY progress, -v lines, --json). */
 export interface RunEvents {
   start(info: { source: string; destination: string; filesTotal: number; bytesTotal: number; dryRun: boolean }): void;
-  file(ev: { path: string; action: FileAction; bytes: number; error?: SmartcopyError }): void;
+  /** `chunks`: the file travelled as this many chunks over several streams */
+  file(ev: { path: string; action: FileAction; bytes: number; error?: SmartcopyError; chunks?: number }): void;
   error(err: SmartcopyError): void;
   /** a periodic tick (about once a second for --json, more often for the TTY line) */
   tick(): void;

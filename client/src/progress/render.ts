@@ -96,12 +96,13 @@ export class JsonRenderer implements RunEvents {
     this.emit({ event: 'start', time: new Date().toISOString(), ...info });
   }
 
-  file(ev: { path: string; action: FileAction; bytes: number; error?: SmartcopyError }): void {
+  file(ev: { path: string; action: FileAction; bytes: number; error?: SmartcopyError; chunks?: number }): void {
     this.emit({
       event: 'file',
       path: ev.path,
       action: ev.action,
       bytes: ev.bytes,
+      ...(ev.chunks ? { chunks: ev.chunks } : {}),
       ...(ev.error ? { error: { code: ev.error.code, message: ev.error.message } } : {}),
     });
   }

@@ -98,7 +98,10 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
   for (const it of plan.files) {
     const fileId = nextFileId++;
     const size = it.entry.size;
-    if (ctx.chunks && size >= CHUNK_THRESHOLD) {
+    // Same-host copies stay whole: the kernel copies a whole file (copy_file_range/sendfile)
+    // faster than any split into ranges we can issue (measured: 1 GiB 0.87 s whole vs 1.17 s
+    // in 32 MiB chunks on 2 threads). Chunks spread streamed data over streams and workers.
+    if (ctx.chunks && !ctx.send.native && size >= CHUNK_THRESHOLD) {
       const count = Math.ceil(size / CHUNK_SIZE);
       const tracker: ChunkTracker = { left: count, count, transferId: chunkTransferId(it.dest, size, it.entry.mtimeSec, it.entry.mtimeNsec), failed: undefined };
       for (let off = 0; off < size; off += CHUNK_SIZE) {
@@ -117,8 +120,12 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
   const worker = async (s: ClientStream): Promise<void> => {
     const waits: Promise<void>[] = [];
     while (queue.length > 0 && !ctx.signal.aborted && !s.failure) {
-      while (s.inFlight >= WINDOW_FILES) await s.oneSettled();
-      const w = queue.pop()!;
+      while (s.inFlight >= WINDOW_FILES && !s.failure) await s.oneSettled();
+      const w = queue.pop();
+      if (!w || s.failure) {
+        if (w) queue.push(w);
+        break;
+      }
       const it = w.item;
       const entry = toWireEntry(it.entry, it.dest) as Parameters<typeof sendWholeFile>[3];
       if (w.kind === 'file') {
@@ -142,7 +149,7 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
             await commitChunked(s, w.fileId, it, t, ctx).then(
               () => {
                 acct.filesCopied++;
-                events.file({ path: it.display, action: 'copied', bytes: it.entry.size });
+                events.file({ path: it.display, action: 'copied', bytes: it.entry.size, chunks: t.count });
               },
               (err: SmartcopyError) => fileFailed(it, err),
             );

@@ -226,6 +226,7 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
       while (s.inFlight >= WINDOW) await s.oneSettled();
       const batch: PullItem[] = [];
       while (batch.length < ITEMS_PER_REQUEST && queue.length > 0 && s.inFlight + batch.length < WINDOW) batch.push(queue.pop()!);
+      if (batch.length === 0) continue;
       for (const w of batch) {
         const it = w.item;
         waits.push(
@@ -246,7 +247,7 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
             await commit(w).then(
               () => {
                 acct.filesCopied++;
-                events.file({ path: it.display, action: 'copied', bytes: it.entry.size });
+                events.file({ path: it.display, action: 'copied', bytes: it.entry.size, chunks: t.count });
               },
               (e: SmartcopyError) => fileFailed(it, e),
             );

@@ -85,7 +85,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
 
     await openMoreStreams(endpoint.conn, hs, Math.min(count, Math.max(1, plan.files.length)), streams, events);
     // A bandwidth limit needs the bytes to pass through us, so it turns the kernel copy off.
-    const native = first.welcome.sameHost && first.welcome.features.includes(FEATURE_NATIVE_COPY) && !cfg.bandwidthLimit;
+    const native = first.welcome.sameHost && first.welcome.features.includes(FEATURE_NATIVE_COPY) && cfg.kernelCopy && !cfg.bandwidthLimit;
     const bucket = cfg.bandwidthLimit ? new TokenBucket(cfg.bandwidthLimit) : undefined;
     await executePlan(plan, {
       streams,

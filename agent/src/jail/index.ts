@@ -1,0 +1,1 @@
+export { PathJail, checkRelative } from './jail.js';

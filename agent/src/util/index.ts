@@ -1,0 +1,2 @@
+export { BufferPool, sharedPool, IO_BUFFER_SIZE } from './buffer-pool.js';
+export { joinPath, pathToDisplay, baseName, dirName, pathKey } from './paths.js';

@@ -1,0 +1,1 @@
+export { hashFile, hashFd, type ByteRange } from './hash-file.js';
