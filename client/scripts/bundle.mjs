@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const outdir = path.join(root, 'client/dist/bundle');
+fs.rmSync(outdir, { recursive: true, force: true });
 fs.mkdirSync(outdir, { recursive: true });
 await build({
   entryPoints: {
@@ -20,6 +21,10 @@ await build({
   },
   outdir,
   outExtension: { '.js': '.js' },
+  // shared code and lazily imported modules (hashing, LZ4) become chunks loaded on demand, so a
+  // walk worker does not parse the protocol codecs
+  splitting: true,
+  chunkNames: '[name]-[hash]',
   bundle: true,
   platform: 'node',
   target: 'node20',

@@ -27,6 +27,10 @@ describe('planner', () => {
     assert.deepEqual(names(p.files), ['d/a', 'b']);
     assert.deepEqual(names(p.mkdirs), [], 'existing directories are not recreated');
     assert.deepEqual(names(p.dirMeta), ['d', '.'], 'directory metadata deepest first');
+    const noChange = makePlan(src, new Map([...dest, de('l', EntryType.SYMLINK, 0, 1000, { linkTarget: Buffer.from('b') })]), Buffer.from('dst'), { ...base, incremental: true });
+    assert.deepEqual(names(noChange.dirMeta), [], 'a no-change re-sync sets no directory metadata');
+    const touched = makePlan(src, new Map([...dest]), Buffer.from('dst'), { ...base, incremental: true });
+    assert.deepEqual(names(touched.dirMeta), ['.'], 'the directory that gains the link is fixed up afterwards');
   });
 
   it('--incremental skips same size and mtime only', () => {

@@ -4,7 +4,7 @@ import { checkRelative, type PathJail } from '../jail/jail.js';
 import { copyRange, nativeCopyFile } from '../native/index.js';
 import { closeFd, closeQuietly, errnoOf, fstatFd, openFd, unlinkIfExists, writeFullAt } from '../util/fs-async.js';
 import { asBuffer, pathKey, pathToDisplay } from '../util/paths.js';
-import { checkCoverage, formatChunkRecord, readChunkLogFile, type ChunkRecord } from './chunk-log.js';
+import { checkCoverage, chunksHashOf, formatChunkRecord, latestChunks, readChunkLogFile, type ChunkRecord } from './chunk-log.js';
 import { defaultCopyPool, type CopyPool } from './copy-pool.js';
 import { checkSize, fdatasyncFd, finalizeFd, fsyncFd, ftruncateFd, renameReplacing, verifyFd } from './finalize.js';
 import { checkTransferId, chunkLogPath, partPath, partPathLatin1 } from './part-name.js';
@@ -355,7 +355,12 @@ export class Applier {
    * retryable SC_ERR_CHECKSUM_MISMATCH and the part is kept for a resume); then finalize like
    * PartFile.commit and delete the log. A whole-file hash mismatch removes part and log.
    */
-  async commitShared(rel: Uint8Array, meta: FileMeta, transferId: string, opts: { chunkCount: number; verify?: VerifySpec }): Promise<void> {
+  async commitShared(
+    rel: Uint8Array,
+    meta: FileMeta,
+    transferId: string,
+    opts: { chunkCount: number; verify?: VerifySpec; chunksHash?: Uint8Array },
+  ): Promise<void> {
     this.checkOpen();
     const display = displayRel(rel);
     const final = await this.ensureFileParent(rel);
@@ -368,6 +373,18 @@ export class Applier {
       throw this.err(e, 'read chunk log of', rel);
     }
     checkCoverage(records, meta.size, opts.chunkCount, display);
+    if (opts.chunksHash && opts.chunksHash.length > 0) {
+      // Every chunk hash was checked against its bytes when it was written; this checks that the
+      // recorded chunks, resumed ones included, are the sender's whole file.
+      const got = await chunksHashOf(latestChunks(records));
+      if (!got.equals(opts.chunksHash)) {
+        await unlinkIfExists(part).catch(() => {});
+        await unlinkIfExists(log).catch(() => {});
+        this.tracked.delete(pathKey(part));
+        this.shared.delete(transferId);
+        throw new SmartcopyError('SC_ERR_CHECKSUM_MISMATCH', `${display}: the chunks on disk do not match the source; run again to transfer it afresh`, { path: display });
+      }
+    }
     let fd = -1;
     try {
       fd = await openFd(part, C.O_RDWR | C.O_NOFOLLOW);

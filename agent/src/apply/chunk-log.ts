@@ -1,3 +1,4 @@
+import { hashBuffer } from '@smartcopy/protocol';
 import fs from 'node:fs';
 import { SmartcopyError } from '@smartcopy/protocol';
 import { errnoOf } from '../util/fs-async.js';
@@ -85,4 +86,12 @@ export function checkCoverage(records: readonly ChunkRecord[], size: number, chu
       { path: display, retryable: true },
     );
   }
+}
+
+/**
+ * The hash that stands for a whole chunked file: xxhash64 over every chunk's hash in offset
+ * order. Sender and receiver compute it from their own chunk hashes.
+ */
+export async function chunksHashOf(chunks: ReadonlyArray<{ hash: Uint8Array }>): Promise<Buffer> {
+  return hashBuffer('xxhash64', Buffer.concat(chunks.map((c) => c.hash)));
 }

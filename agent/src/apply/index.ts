@@ -9,5 +9,5 @@ export {
 } from './applier.js';
 export type { FileMeta, VerifySpec, ApplierOptions } from './types.js';
 export { partPath, isPartName, chunkLogPath } from './part-name.js';
-export { parseChunkLog, formatChunkRecord, type ChunkRecord } from './chunk-log.js';
+export { parseChunkLog, formatChunkRecord, chunksHashOf, latestChunks, type ChunkRecord } from './chunk-log.js';
 export { CopyPool, defaultCopyPool, DEFAULT_COPY_WORKERS, MAX_COPY_BATCH, type CopyPoolOptions } from './copy-pool.js';

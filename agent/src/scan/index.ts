@@ -1,4 +1,4 @@
 export * from './types.js';
-export { scanTree } from './scan.js';
+export { scanTree, scanTreeInline } from './scan.js';
 export { compileRules, type PathFilter } from './filter.js';
-export { walkSync, isTempName, entryFromStat, typeOf } from './walk.js';
+export { walkSync, TreeWalker, isTempName, entryFromStat, typeOf } from './walk.js';

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { EntryType, createHasher, type HashAlgo } from '@smartcopy/protocol';
+import type { HashAlgo } from '@smartcopy/protocol';
+import { EntryType } from '@smartcopy/protocol/schema/messages';
 import { BatchPacker } from './pack.js';
 import type { ScanEntry, ScanOptions } from './types.js';
 import { walkSync } from './walk.js';
@@ -13,6 +14,8 @@ interface Job {
 const HASH_BUF = 1 << 20;
 
 async function hashFileSync(abs: Buffer, algo: HashAlgo, buf: Buffer): Promise<Buffer> {
+  // Loaded only for --checksum: most walks never hash.
+  const { createHasher } = await import('@smartcopy/protocol/codec/hash');
   const h = await createHasher(algo);
   const fd = fs.openSync(abs, 'r');
   try {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { EntryType } from '@smartcopy/protocol';
+// The schema's constants only: a walk worker must not pay for loading the protocol codecs.
+import { EntryType } from '@smartcopy/protocol/schema/messages';
 import { compileRules } from './filter.js';
 import type { RootKind, ScanEntry, ScanOptions } from './types.js';
 
@@ -61,91 +62,126 @@ export interface WalkSink {
 }
 
 /**
- * Synchronous depth-first walk (meant for a worker thread, where blocking calls are the fastest
- * way to issue tens of thousands of small syscalls). Parents are emitted before children.
- * Returns the kind of the root.
+ * Depth-first walk with blocking syscalls, resumable in slices: `step(n)` lists directories until
+ * about n entries were emitted. Blocking calls are the cheapest way to issue tens of thousands of
+ * small syscalls (a promise per lstat costs more than the lstat); slicing keeps an agent that
+ * serves other sessions responsive. Parents are emitted before children.
  */
-export function walkSync(root: Buffer, opts: ScanOptions, sink: WalkSink): RootKind {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(root);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return 'missing';
-    sink.error(Buffer.alloc(0), err.code ?? 'EIO', err.message);
-    return 'other';
-  }
-  // A symlink given as the root itself is followed (like `rsync -a link/ dst`).
-  if (st.isSymbolicLink() && opts.followRootLink) {
-    try {
-      st = fs.statSync(root);
-    } catch {
-      sink.entry(entryFromStat(Buffer.alloc(0), st, fs.readlinkSync(root, { encoding: 'buffer' })));
-      return 'symlink';
-    }
-  }
-  const rootEntry = entryFromStat(
-    Buffer.alloc(0),
-    st,
-    st.isSymbolicLink() ? fs.readlinkSync(root, { encoding: 'buffer' }) : undefined,
-  );
-  const kind = rootKindOf(rootEntry.type);
-  if (kind === 'file' && !sizeOk(rootEntry.size, opts)) return kind;
-  sink.entry(rootEntry);
-  if (kind !== 'directory' || opts.shallow) return kind;
+export class TreeWalker {
+  private readonly stack: Buffer[] = [];
+  private readonly filter;
+  private readonly filtering: boolean;
+  private readonly hideParts: boolean;
+  private readonly slash = Buffer.from('/');
+  /** what the root is; set by start() */
+  kind: RootKind = 'missing';
 
-  const filter = compileRules(opts.rules ?? []);
-  const hideParts = opts.hideParts ?? true;
-  const stack: Buffer[] = [Buffer.alloc(0)];
-  const slash = Buffer.from('/');
-  while (stack.length > 0) {
-    const rel = stack.pop()!;
-    const abs = rel.length === 0 ? root : Buffer.concat([root, slash, rel]);
-    let names: Buffer[];
+  constructor(
+    private readonly root: Buffer,
+    private readonly opts: ScanOptions,
+    private readonly sink: WalkSink,
+  ) {
+    this.filter = compileRules(opts.rules ?? []);
+    this.filtering = (opts.rules?.length ?? 0) > 0;
+    this.hideParts = opts.hideParts ?? true;
+  }
+
+  /** Look at the root; returns true when there is a directory to walk. */
+  start(): boolean {
+    const { root, opts, sink } = this;
+    let st: fs.Stats;
     try {
-      names = fs.readdirSync(abs, { encoding: 'buffer' });
+      st = fs.lstatSync(root);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      sink.error(rel, err.code ?? 'EIO', `cannot list directory: ${err.code ?? err.message}`);
-      continue;
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') {
+        this.kind = 'missing';
+        return false;
+      }
+      sink.error(Buffer.alloc(0), err.code ?? 'EIO', err.message);
+      this.kind = 'other';
+      return false;
     }
-    // Stable, byte-wise order makes listings reproducible across machines.
-    names.sort(Buffer.compare);
-    const subdirs: Buffer[] = [];
-    for (const name of names) {
-      if (hideParts && isTempName(name)) continue;
-      const childRel = rel.length === 0 ? name : Buffer.concat([rel, slash, name]);
-      const childAbs = Buffer.concat([abs, slash, name]);
-      let cst: fs.Stats;
+    // A symlink given as the root itself is followed (like `rsync -a link/ dst`) when asked.
+    if (st.isSymbolicLink() && opts.followRootLink) {
       try {
-        cst = fs.lstatSync(childAbs);
+        st = fs.statSync(root);
+      } catch {
+        sink.entry(entryFromStat(Buffer.alloc(0), st, fs.readlinkSync(root, { encoding: 'buffer' })));
+        this.kind = 'symlink';
+        return false;
+      }
+    }
+    const rootEntry = entryFromStat(Buffer.alloc(0), st, st.isSymbolicLink() ? fs.readlinkSync(root, { encoding: 'buffer' }) : undefined);
+    this.kind = rootKindOf(rootEntry.type);
+    if (this.kind === 'file' && !sizeOk(rootEntry.size, opts)) return false;
+    sink.entry(rootEntry);
+    if (this.kind !== 'directory' || opts.shallow) return false;
+    this.stack.push(Buffer.alloc(0));
+    return true;
+  }
+
+  /** List directories until about `budget` entries were emitted; true when the walk is done. */
+  step(budget: number): boolean {
+    const { root, opts, sink, slash, stack } = this;
+    let emitted = 0;
+    while (stack.length > 0 && emitted < budget) {
+      const rel = stack.pop()!;
+      const abs = rel.length === 0 ? root : Buffer.concat([root, slash, rel]);
+      let names: Buffer[];
+      try {
+        names = fs.readdirSync(abs, { encoding: 'buffer' });
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
-        // Vanished between readdir and lstat: report, the planner decides what it means.
-        sink.error(childRel, err.code ?? 'EIO', err.code === 'ENOENT' ? 'vanished during the scan' : err.message);
+        sink.error(rel, err.code ?? 'EIO', `cannot list directory: ${err.code ?? err.message}`);
         continue;
       }
-      const isDir = cst.isDirectory();
-      if (!filter(childRel.toString('utf8'), isDir)) continue;
-      let link: Buffer | undefined;
-      if (cst.isSymbolicLink()) {
+      // Stable, byte-wise order makes listings reproducible across machines.
+      names.sort(Buffer.compare);
+      const subdirs: Buffer[] = [];
+      for (const name of names) {
+        if (this.hideParts && isTempName(name)) continue;
+        const childRel = rel.length === 0 ? name : Buffer.concat([rel, slash, name]);
+        const childAbs = Buffer.concat([abs, slash, name]);
+        let cst: fs.Stats;
         try {
-          link = fs.readlinkSync(childAbs, { encoding: 'buffer' });
+          cst = fs.lstatSync(childAbs);
         } catch (e) {
           const err = e as NodeJS.ErrnoException;
-          sink.error(childRel, err.code ?? 'EIO', err.message);
+          // Vanished between readdir and lstat: report, the planner decides what it means.
+          sink.error(childRel, err.code ?? 'EIO', err.code === 'ENOENT' ? 'vanished during the scan' : err.message);
           continue;
         }
+        const isDir = cst.isDirectory();
+        if (this.filtering && !this.filter(childRel.toString('utf8'), isDir)) continue;
+        let link: Buffer | undefined;
+        if (cst.isSymbolicLink()) {
+          try {
+            link = fs.readlinkSync(childAbs, { encoding: 'buffer' });
+          } catch (e) {
+            const err = e as NodeJS.ErrnoException;
+            sink.error(childRel, err.code ?? 'EIO', err.message);
+            continue;
+          }
+        }
+        const ent = entryFromStat(childRel, cst, link);
+        if (ent.type === EntryType.FILE && !sizeOk(ent.size, opts)) continue;
+        sink.entry(ent);
+        emitted++;
+        if (isDir) subdirs.push(childRel);
       }
-      const ent = entryFromStat(childRel, cst, link);
-      if (ent.type === EntryType.FILE && !sizeOk(ent.size, opts)) continue;
-      sink.entry(ent);
-      if (isDir) subdirs.push(childRel);
+      // Depth-first in name order: push in reverse so the first name is walked first.
+      for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
     }
-    // Depth-first in name order: push in reverse so the first name is walked first.
-    for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
+    return stack.length === 0;
   }
-  return kind;
+}
+
+/** The whole walk at once (in a worker thread). Returns the kind of the root. */
+export function walkSync(root: Buffer, opts: ScanOptions, sink: WalkSink): RootKind {
+  const w = new TreeWalker(root, opts, sink);
+  if (w.start()) while (!w.step(Number.MAX_SAFE_INTEGER));
+  return w.kind;
 }
 
 function sizeOk(size: number, opts: ScanOptions): boolean {

@@ -15,9 +15,10 @@ import {
   type ListRequest,
   type Ping,
   type ReadRequest,
+  type ResumeQuery,
 } from '@smartcopy/protocol';
 import type { Stream } from '@smartcopy/transports';
-import { Applier } from '../apply/index.js';
+import { Applier, latestChunks } from '../apply/index.js';
 import { PathJail } from '../jail/index.js';
 import { serveRead, type SenderConfig } from '../transfer/index.js';
 import { clientProof, newNonce, proofMatches, serverProof } from './auth.js';
@@ -246,6 +247,16 @@ export class Agent {
       case MsgType.READ_REQUEST:
         serveRead(sc.ch, sc.session!.sender, f.header as ReadRequest, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
         return;
+      case MsgType.RESUME_QUERY: {
+        const q = f.header as ResumeQuery;
+        // A read-only agent never holds partial uploads; others report what their chunk log says.
+        const chunks = this.cfg.readOnly ? Promise.resolve([]) : sc.session!.receiver.applier.readChunkLog(q.path, q.transferId);
+        chunks.then(
+          (list) => sc.ch.isOpen && sc.ch.send(MsgType.RESUME_INFO, { requestId: q.requestId, chunks: latestChunks(list) }),
+          (e: unknown) => sc.ch.fail(e),
+        );
+        return;
+      }
       case MsgType.PING:
         if (!(f.header as Ping).reply) sc.ch.send(MsgType.PING, { reply: true, nonce: (f.header as Ping).nonce });
         return;

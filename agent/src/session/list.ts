@@ -1,6 +1,6 @@
 import { EntryType, MsgType, SmartcopyError, type ListRequest } from '@smartcopy/protocol';
 import type { PathJail } from '../jail/index.js';
-import { scanTree } from '../scan/index.js';
+import { scanTreeInline } from '../scan/index.js';
 import type { ScanEntry } from '../scan/index.js';
 import type { Channel } from './channel.js';
 import { errorInfo } from './results.js';
@@ -40,7 +40,7 @@ export async function serveList(ch: Channel, jail: PathJail, req: ListRequest, s
     }
     throw e;
   }
-  const res = await scanTree(
+  const res = await scanTreeInline(
     abs,
     {
       hashAlgo: req.wantHashes ? req.hashAlgo || 'xxhash64' : undefined,

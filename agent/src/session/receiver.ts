@@ -337,7 +337,7 @@ export class StreamReceiver {
     this.track(0, 1);
     const verify = h.verifyHash.length > 0 ? { algo: (h.verifyAlgo || 'xxhash64') as HashAlgo, expected: Buffer.from(h.verifyHash) } : undefined;
     this.ctx.applier
-      .commitShared(entry.path, metaOf(entry), h.transferId, { chunkCount: h.chunkCount, verify })
+      .commitShared(entry.path, metaOf(entry), h.transferId, { chunkCount: h.chunkCount, verify, chunksHash: h.chunksHash })
       .then(
         () => {
           this.ctx.stats.files++;

@@ -154,7 +154,7 @@ export async function sendWholeFile(ch: Channel, fileId: number, src: Buffer, en
   }
 }
 
-/** Send one chunk of a large file: CHUNK_BEGIN, DATA*, CHUNK_END (or a native range copy). */
+/** Send one chunk of a large file: CHUNK_BEGIN, DATA*, CHUNK_END (or a native range copy). Returns the chunk's hash. */
 export async function sendChunk(
   ch: Channel,
   fileId: number,
@@ -165,11 +165,11 @@ export async function sendChunk(
   length: number,
   display: string,
   opts: SendOptions,
-): Promise<void> {
+): Promise<Buffer> {
   if (opts.native) {
     ch.send(MsgType.CHUNK_BEGIN, { fileId, entry, offset, length, nativeSource: src, transferId });
     if (!ch.send(MsgType.CHUNK_END, { fileId, offset })) await ch.drain();
-    return;
+    return Buffer.alloc(0);
   }
   const fh = await openSource(src, display);
   try {
@@ -181,7 +181,9 @@ export async function sendChunk(
       ch.send(MsgType.CHUNK_END, { fileId, offset, hash: hasher.digest() });
       throw new SmartcopyError('SC_ERR_VANISHED', `${display}: changed size while being sent; run again`, { path: display });
     }
-    if (!ch.send(MsgType.CHUNK_END, { fileId, offset, hash: hasher.digest() })) await ch.drain();
+    const hash = hasher.digest();
+    if (!ch.send(MsgType.CHUNK_END, { fileId, offset, hash })) await ch.drain();
+    return hash;
   } finally {
     await fh.close().catch(() => {});
   }

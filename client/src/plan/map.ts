@@ -28,19 +28,30 @@ export function mapSource(
   dstIsDir: boolean,
   dstSlash: boolean,
 ): Mapped {
-  if (rootKind === 'directory') {
+  const root = mappingRoot(rootKind, srcName, destPrefix, dstIsDir, dstSlash);
+  if (root.recursive) {
+    const slash = Buffer.from('/');
     const items = entries.map((e) => ({
       entry: e,
       src: srcOf(e.path),
-      dest: joinRel(destPrefix, e.path),
+      dest: e.path.length === 0 ? destPrefix : destPrefix.length === 0 ? e.path : Buffer.concat([destPrefix, slash, e.path]),
       display: e.path.length === 0 ? '.' : e.path.toString('utf8'),
     }));
-    return { items, listRoot: destPrefix, recursive: true };
+    return { items, ...root };
   }
+  const display = path.posix.basename(srcName.replace(/\/+$/, '')) || srcName;
+  const items = entries.map((e) => ({ entry: e, src: srcOf(e.path), dest: root.listRoot, display }));
+  return { items, ...root };
+}
+
+/**
+ * Where the destination listing starts, known from the source's kind alone, so the destination
+ * can be listed while the source is still being walked.
+ */
+export function mappingRoot(rootKind: string, srcName: string, destPrefix: Buffer, dstIsDir: boolean, dstSlash: boolean): { listRoot: Buffer; recursive: boolean } {
+  if (rootKind === 'directory') return { listRoot: destPrefix, recursive: true };
   const base = Buffer.from(path.posix.basename(srcName.replace(/\/+$/, '')) || srcName);
-  const dest = dstIsDir || dstSlash ? joinRel(destPrefix, base) : destPrefix;
-  const items = entries.map((e) => ({ entry: e, src: srcOf(e.path), dest, display: base.toString('utf8') }));
-  return { items, listRoot: dest, recursive: false };
+  return { listRoot: dstIsDir || dstSlash ? joinRel(destPrefix, base) : destPrefix, recursive: false };
 }
 
 /** Destination entries that filters or size limits exclude are never deleted (rsync semantics). */
@@ -59,7 +70,11 @@ export function protector(cfg: Config): (rel: string, e: Entry) => boolean {
 /** A listing (paths relative to `base`) keyed by full destination path. */
 export function listingToMap(base: Buffer, entries: Iterable<Entry>): Map<string, Entry> {
   const m = new Map<string, Entry>();
-  for (const e of entries) m.set(keyOf(joinRel(base, e.path)), e);
+  const baseKey = keyOf(base);
+  for (const e of entries) {
+    const rel = keyOf(e.path);
+    m.set(rel === '' ? baseKey : baseKey === '' ? rel : `${baseKey}/${rel}`, e);
+  }
   return m;
 }
 

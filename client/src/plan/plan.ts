@@ -112,6 +112,23 @@ export function makePlan(items: readonly SourceItem[], dest: ReadonlyMap<string,
       plan.deletes.push({ dest: p, type: d.type, display: p.toString('utf8'), typeChange: false });
     }
   }
+  // Directory metadata is set only where it is wrong or about to change: a directory whose
+  // mode or mtime differ, or one that gains, loses or replaces an entry in this run (which
+  // moves its mtime). A no-change re-sync touches nothing.
+  const touched = new Set<string>();
+  const parentOf = (p: Uint8Array): string => {
+    const k = keyOf(p);
+    const i = k.lastIndexOf('/');
+    return i < 0 ? '' : k.slice(0, i);
+  };
+  for (const list of [plan.files, plan.symlinks, plan.mkdirs]) for (const it of list) touched.add(parentOf(it.dest));
+  for (const d of plan.deletes) touched.add(parentOf(d.dest));
+  plan.dirMeta = plan.dirMeta.filter((it) => {
+    const key = keyOf(it.dest);
+    const d = dest.get(key);
+    if (!d || d.type !== EntryType.DIRECTORY || touched.has(key)) return true;
+    return d.mode !== it.entry.mode || !sameMtime(d, it.entry);
+  });
   plan.dirMeta.reverse();
   if (opts.order === 'largest-first') plan.files.sort((a, b) => b.entry.size - a.entry.size);
   else if (opts.order === 'smallest-first') plan.files.sort((a, b) => a.entry.size - b.entry.size);

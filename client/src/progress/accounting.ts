@@ -22,6 +22,8 @@ export class Accounting {
   /** bytes that crossed the transport (0 for local copies) */
   wireBytes = 0;
   bytesSkipped = 0;
+  /** bytes of chunks kept from an interrupted run and confirmed, not sent again */
+  bytesResumed = 0;
   readonly errors: SmartcopyError[] = [];
   readonly startedAt = process.hrtime.bigint();
 
@@ -55,6 +57,7 @@ export interface Summary {
   deleted: number;
   bytes: number;
   bytesOnWire: number;
+  bytesResumed: number;
   seconds: number;
   dryRun: boolean;
   error?: { code: string; message: string };
@@ -71,6 +74,7 @@ export function summaryOf(a: Accounting, exitCode: number, dryRun: boolean, fata
     deleted: a.deleted,
     bytes: a.bytesDone,
     bytesOnWire: a.wireBytes,
+    bytesResumed: a.bytesResumed,
     seconds: Number(a.elapsedSeconds().toFixed(3)),
     dryRun,
     ...(fatal ? { error: { code: fatal.code, message: fatal.message } } : {}),

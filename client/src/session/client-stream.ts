@@ -9,6 +9,8 @@ import {
   type Frame,
   type Manifest,
   type Result,
+  type ResumeInfo,
+  type ChunkRecordMsg,
 } from '@smartcopy/protocol';
 import type { Channel } from '@smartcopy/agent';
 
@@ -32,6 +34,7 @@ interface PendingList {
 export class ClientStream {
   private readonly pending = new Map<string, (r: Result) => void>();
   private readonly lists = new Map<number, PendingList>();
+  private readonly resumes = new Map<number, { resolve: (c: ChunkRecordMsg[]) => void; reject: (e: SmartcopyError) => void }>();
   private nextRequest = 1;
   private settledWaiters: Array<() => void> = [];
   private dead: SmartcopyError | undefined;
@@ -98,6 +101,16 @@ export class ClientStream {
     });
   }
 
+  /** Ask the receiver which verified chunks it kept for a large file (RESUME_QUERY). */
+  resumeInfo(path: Uint8Array, transferId: string): Promise<ChunkRecordMsg[]> {
+    if (this.dead) return Promise.reject(this.dead);
+    const requestId = this.newRequestId();
+    return new Promise((resolve, reject) => {
+      this.resumes.set(requestId, { resolve, reject });
+      this.ch.send(MsgType.RESUME_QUERY, { requestId, path, transferId });
+    });
+  }
+
   private onFrame(f: Frame): void {
     switch (f.type) {
       case MsgType.RESULT:
@@ -122,6 +135,14 @@ export class ClientStream {
           return;
         }
         this.onWarning(err);
+        return;
+      }
+      case MsgType.RESUME_INFO: {
+        const ri = f.header as ResumeInfo;
+        const w = this.resumes.get(ri.requestId);
+        if (!w) throw new ProtocolError('SC_ERR_PROTOCOL', `RESUME_INFO for unknown request ${ri.requestId}`);
+        this.resumes.delete(ri.requestId);
+        w.resolve(ri.chunks);
         return;
       }
       case MsgType.PING:
@@ -161,6 +182,8 @@ export class ClientStream {
     this.pending.clear();
     for (const l of this.lists.values()) l.reject(this.dead);
     this.lists.clear();
+    for (const r of this.resumes.values()) r.reject(this.dead);
+    this.resumes.clear();
     this.wakeSettled();
   }
 

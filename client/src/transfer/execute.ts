@@ -1,5 +1,5 @@
 import { MsgType, SmartcopyError, type Result } from '@smartcopy/protocol';
-import { sendChunk, sendWholeFile, sourceVerifyHash, toWireEntry, type SendOptions } from '@smartcopy/agent';
+import { chunksHashOf, hashFile, sendChunk, sendWholeFile, sourceVerifyHash, toWireEntry, type SendOptions } from '@smartcopy/agent';
 import { CHUNK_SIZE, CHUNK_THRESHOLD } from '../config.js';
 import type { Plan, SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
@@ -17,6 +17,8 @@ export interface ExecuteContext {
   signal: AbortSignal;
   /** whether the receiver accepts chunks of one file over several streams */
   chunks: boolean;
+  /** whether the receiver can report the chunks it kept from an interrupted run */
+  resume: boolean;
 }
 
 function resultError(r: Result, fallbackPath: string): SmartcopyError {
@@ -27,13 +29,15 @@ function resultError(r: Result, fallbackPath: string): SmartcopyError {
 
 type WorkItem =
   | { kind: 'file'; item: SourceItem; fileId: number }
-  | { kind: 'chunk'; item: SourceItem; fileId: number; offset: number; length: number; tracker: ChunkTracker };
+  | { kind: 'chunk'; item: SourceItem; fileId: number; offset: number; length: number; index: number; tracker: ChunkTracker; known: Uint8Array | undefined };
 
 interface ChunkTracker {
   left: number;
   count: number;
   transferId: string;
   failed: SmartcopyError | undefined;
+  /** each chunk's hash, sent or confirmed: their combined hash checks the whole file at commit */
+  hashes: Uint8Array[];
 }
 
 /**
@@ -103,9 +107,16 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
     // in 32 MiB chunks on 2 threads). Chunks spread streamed data over streams and workers.
     if (ctx.chunks && !ctx.send.native && size >= CHUNK_THRESHOLD) {
       const count = Math.ceil(size / CHUNK_SIZE);
-      const tracker: ChunkTracker = { left: count, count, transferId: chunkTransferId(it.dest, size, it.entry.mtimeSec, it.entry.mtimeNsec), failed: undefined };
-      for (let off = 0; off < size; off += CHUNK_SIZE) {
-        queue.push({ kind: 'chunk', item: it, fileId, offset: off, length: Math.min(CHUNK_SIZE, size - off), tracker });
+      const transferId = chunkTransferId(it.dest, size, it.entry.mtimeSec, it.entry.mtimeNsec);
+      // Resume: the receiver's record of verified chunks from an interrupted run of this file.
+      const known = new Map<number, Uint8Array>();
+      if (ctx.resume && !control.failure) {
+        const recs = await control.resumeInfo(it.dest, transferId).catch(() => []);
+        for (const r of recs) if (r.hash.length > 0) known.set(r.offset, r.hash);
+      }
+      const tracker: ChunkTracker = { left: count, count, transferId, failed: undefined, hashes: new Array<Uint8Array>(count) };
+      for (let off = 0, i = 0; off < size; off += CHUNK_SIZE, i++) {
+        queue.push({ kind: 'chunk', item: it, fileId, offset: off, length: Math.min(CHUNK_SIZE, size - off), index: i, tracker, known: known.get(off) });
       }
     } else queue.push({ kind: 'file', item: it, fileId });
   }
@@ -138,9 +149,31 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
           s.settle(`${w.fileId}:0`, asError(e, it.display));
         }
       } else {
+        // A chunk the receiver already holds is checked against our source instead of resent.
+        if (w.known) {
+          const mine = await sourceChunkHash(it.src, w.offset, w.length).catch(() => undefined);
+          if (mine && mine.equals(w.known)) {
+            w.tracker.hashes[w.index] = mine;
+            acct.bytesResumed += w.length;
+            waits.push(chunkSettled(w, s, { ok: true } as Result));
+            continue;
+          }
+        }
         const res = s.expect(`${w.fileId}:${w.offset}`);
-        waits.push(
-          res.then(async (r) => {
+        waits.push(res.then((r) => chunkSettled(w, s, r)));
+        try {
+          w.tracker.hashes[w.index] = await sendChunk(s.ch, w.fileId, it.src, entry, w.tracker.transferId, w.offset, w.length, it.display, ctx.send);
+        } catch (e) {
+          s.settle(`${w.fileId}:${w.offset}`, asError(e, it.display));
+        }
+      }
+      events.tick();
+    }
+    await Promise.all(waits);
+  };
+
+  const chunkSettled = async (w: Extract<WorkItem, { kind: 'chunk' }>, s: ClientStream, r: Result): Promise<void> => {
+            const it = w.item;
             const t = w.tracker;
             if (!r.ok) t.failed ??= resultError(r, it.display);
             else acct.bytesDone += w.length;
@@ -153,17 +186,6 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
               },
               (err: SmartcopyError) => fileFailed(it, err),
             );
-          }),
-        );
-        try {
-          await sendChunk(s.ch, w.fileId, it.src, entry, w.tracker.transferId, w.offset, w.length, it.display, ctx.send);
-        } catch (e) {
-          s.settle(`${w.fileId}:${w.offset}`, asError(e, it.display));
-        }
-      }
-      events.tick();
-    }
-    await Promise.all(waits);
   };
 
   await Promise.all([links, ...ctx.streams.map((s) => worker(s))]);
@@ -198,6 +220,7 @@ async function commitChunked(s: ClientStream, fileId: number, it: SourceItem, t:
   // The stream that finished the last chunk may have died since; any live stream can commit.
   const target = s.failure ? ctx.streams.find((x) => !x.failure) : s;
   if (!target) throw new SmartcopyError('SC_ERR_CONNECTION_CLOSED', 'no connection left to commit the file', { path: it.display });
+  const chunksHash = t.hashes.every((h) => h && h.length > 0) ? await chunksHashOf(t.hashes.map((hash) => ({ hash }))) : undefined;
   const r = await awaitResult(target, `${fileId}:0`, () =>
     target.ch.send(MsgType.COMMIT, {
       fileId,
@@ -207,9 +230,14 @@ async function commitChunked(s: ClientStream, fileId: number, it: SourceItem, t:
       verifyHash,
       verifyAlgo: verifyAlgo ?? '',
       fsync: ctx.send.fsync,
+      chunksHash,
     }),
   );
   if (!r.ok) throw resultError(r, it.display);
+}
+
+function sourceChunkHash(src: Buffer, offset: number, length: number): Promise<Buffer> {
+  return hashFile(src, 'xxhash64', { offset, length });
 }
 
 function awaitResult(s: ClientStream, key: string, send: () => void): Promise<Result> {

@@ -131,7 +131,7 @@ interface PullContext {
 type PullItem = {
   item: SourceItem;
   fileId: number;
-  chunk: { offset: number; length: number; tracker: { left: number; count: number; transferId: string; failed?: SmartcopyError } } | undefined;
+  chunk: { offset: number; length: number; tracker: { left: number; count: number; transferId: string; resumed: boolean; failed?: SmartcopyError } } | undefined;
 };
 
 function toResult(r: { fileId?: number; ok: boolean; error?: unknown; offset?: number; bytesWritten?: number; requestId?: number }): Result {
@@ -197,13 +197,30 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
   }
 
   const queue: PullItem[] = [];
+  /** chunked files whose every chunk was kept by an earlier run: only the commit is left */
+  const resumedWhole: PullItem[] = [];
   let nextId = 1;
   for (const it of plan.files) {
     const fileId = nextId++;
     const size = it.entry.size;
     if (ctx.chunks && size >= CHUNK_THRESHOLD) {
-      const tracker = { left: Math.ceil(size / CHUNK_SIZE), count: Math.ceil(size / CHUNK_SIZE), transferId: chunkTransferId(it.dest, size, it.entry.mtimeSec, it.entry.mtimeNsec) };
-      for (let off = 0; off < size; off += CHUNK_SIZE) queue.push({ item: it, fileId, chunk: { offset: off, length: Math.min(CHUNK_SIZE, size - off), tracker } });
+      const count = Math.ceil(size / CHUNK_SIZE);
+      const tracker = { left: count, count, transferId: chunkTransferId(it.dest, size, it.entry.mtimeSec, it.entry.mtimeNsec), resumed: false };
+      // Resume: chunks verified into our .part by an interrupted run of the same source file
+      // (the transfer id binds path, size and mtime) are not asked for again; the whole file is
+      // then checked against the agent's hash of its source at commit.
+      const kept = new Set((await applier.readChunkLog(it.dest, tracker.transferId).catch(() => [])).filter((r) => r.hash.length > 0).map((r) => `${r.offset}:${r.length}`));
+      for (let off = 0; off < size; off += CHUNK_SIZE) {
+        const length = Math.min(CHUNK_SIZE, size - off);
+        if (kept.has(`${off}:${length}`)) {
+          tracker.left--;
+          tracker.resumed = true;
+          acct.bytesResumed += length;
+          continue;
+        }
+        queue.push({ item: it, fileId, chunk: { offset: off, length, tracker } });
+      }
+      if (tracker.left === 0) resumedWhole.push({ item: it, fileId, chunk: { offset: 0, length: 0, tracker } });
     } else queue.push({ item: it, fileId, chunk: undefined });
   }
   queue.reverse();
@@ -211,11 +228,12 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
   const commit = async (w: PullItem): Promise<void> => {
     const t = w.chunk!.tracker;
     let verify: { algo: HashAlgo; expected: Buffer } | undefined;
-    if (cfg.verify) {
-      const l = await ctx.control.list(w.item.src, { recursive: false, hashAlgo: cfg.verify });
+    if (cfg.verify || t.resumed) {
+      const algo: HashAlgo = cfg.verify ?? 'xxhash64';
+      const l = await ctx.control.list(w.item.src, { recursive: false, hashAlgo: algo });
       const h = l.entries[0]?.hash;
-      if (!h || h.length === 0) throw new SmartcopyError('SC_ERR_VANISHED', 'the agent could not hash the source for --verify', { path: w.item.display });
-      verify = { algo: cfg.verify, expected: Buffer.from(h) };
+      if (!h || h.length === 0) throw new SmartcopyError('SC_ERR_VANISHED', 'the agent could not hash the source to check the file', { path: w.item.display });
+      verify = { algo, expected: Buffer.from(h) };
     }
     await applier.commitShared(w.item.dest, metaOf(toEntry(w.item.entry)), t.transferId, { chunkCount: t.count, verify });
   };
@@ -275,7 +293,16 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
     }
     await Promise.all(waits);
   };
-  await Promise.all(ctx.streams.map((s) => worker(s)));
+  const finishResumed = resumedWhole.map((w) =>
+    commit(w).then(
+      () => {
+        acct.filesCopied++;
+        events.file({ path: w.item.display, action: 'copied', bytes: w.item.entry.size, chunks: w.chunk!.tracker.count });
+      },
+      (e: SmartcopyError) => fileFailed(w.item, e),
+    ),
+  );
+  await Promise.all([...finishResumed, ...ctx.streams.map((s) => worker(s))]);
   for (const w of queue.splice(0)) {
     if (!w.chunk || w.chunk.offset === 0) {
       acct.filesFailed++;

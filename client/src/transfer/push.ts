@@ -1,10 +1,11 @@
+import fs from 'node:fs/promises';
 import path from 'node:path';
-import { EntryType, FEATURE_NATIVE_COPY, SmartcopyError } from '@smartcopy/protocol';
+import { EntryType, FEATURE_NATIVE_COPY, FEATURE_RESUME, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
 import { BufferPool, scanTree, type ScanResult } from '@smartcopy/agent';
 import type { Config } from '../config.js';
 import { joinRel, openLocal, openRemote, type Endpoint } from '../endpoints.js';
 import { readFilesFrom, scanFilesFrom } from '../plan/files-from.js';
-import { listingToMap, mapSource, protector, type Mapped } from '../plan/map.js';
+import { listingToMap, mapSource, mappingRoot, protector, type Mapped } from '../plan/map.js';
 import { makePlan, type SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
 import { reportDryRun, reportPlanned, reportScanErrors } from '../progress/report.js';
@@ -16,6 +17,19 @@ import { finishStreams, hasChunks, openMoreStreams, wireBytes } from './streams.
 import { TokenBucket } from '@smartcopy/agent';
 
 type SourceListing = ScanResult & { items?: SourceItem[] };
+
+/** The kind of the source root (a symlink root is followed, like the walk does). */
+async function srcKindOf(srcAbs: string, filesFrom: boolean): Promise<string> {
+  if (filesFrom) return 'directory';
+  const st = await fs.stat(srcAbs).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' || e.code === 'ENOTDIR' ? undefined : e));
+  if (st === undefined) {
+    // a dangling symlink is copied as a link
+    return (await fs.lstat(srcAbs).catch(() => undefined))?.isSymbolicLink() ? 'file' : 'missing';
+  }
+  if (st instanceof Error) throw fromSystemError(st, 'read', srcAbs);
+  return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'other';
+}
+
 
 function scanLocalSource(cfg: Config, srcAbs: string, signal: AbortSignal): Promise<SourceListing> {
   return scanTree(
@@ -53,22 +67,27 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
     const control = new ClientStream(first.ch, 0, (e) => events.error(e));
     streams.push(control);
 
-    const srcRes = await srcScan;
-    if (srcRes.rootKind === 'missing') throw new SmartcopyError('SC_ERR_SOURCE_NOT_FOUND', `source ${src.path} does not exist`, { path: src.path });
-    if (srcRes.rootKind === 'other') throw new SmartcopyError('SC_ERR_SOURCE_NOT_FOUND', `source ${src.path} is not a file, directory or symlink`, { path: src.path });
-    reportScanErrors(srcRes.errors, src.path, acct, events);
-
-    // What is at the destination: probe the operand, then list what the copy touches.
+    // The source's kind decides what to list at the destination, so list it while the source
+    // is still being walked.
+    const srcKind = await srcKindOf(srcAbs, filesFrom !== undefined);
+    if (srcKind === 'missing') throw new SmartcopyError('SC_ERR_SOURCE_NOT_FOUND', `source ${src.path} does not exist`, { path: src.path });
+    if (srcKind === 'other') throw new SmartcopyError('SC_ERR_SOURCE_NOT_FOUND', `source ${src.path} is not a file, directory or symlink`, { path: src.path });
     const probe = await control.list(endpoint.prefix, { recursive: false });
     const dstIsDir = !probe.missing && probe.entries[0]?.type === EntryType.DIRECTORY;
-    if ((srcRes.rootKind === 'directory' || srcRes.items) && !probe.missing && !dstIsDir) {
+    if (srcKind === 'directory' && !probe.missing && !dstIsDir) {
       throw new SmartcopyError('SC_ERR_DEST_INVALID', `destination ${endpoint.display} exists and is not a directory`, { path: endpoint.display });
     }
     const prefix = endpoint.prefix;
+    const root = mappingRoot(srcKind, srcAbs, prefix, dstIsDir, dst.trailingSlash);
+    const [srcRes, listing] = await Promise.all([
+      srcScan,
+      control.list(root.listRoot, { recursive: root.recursive, hashAlgo: cfg.checksum ? 'xxhash64' : undefined }),
+    ]);
+    if (srcRes.rootKind === 'missing') throw new SmartcopyError('SC_ERR_VANISHED', `source ${src.path} vanished`, { path: src.path });
+    reportScanErrors(srcRes.errors, src.path, acct, events);
     const mapped: Mapped = srcRes.items
       ? { items: srcRes.items.map((it) => ({ ...it, dest: joinRel(prefix, it.dest) })), listRoot: prefix, recursive: true }
       : mapSource(srcRes.rootKind, srcRes.entries, (rel) => (rel.length === 0 ? srcBuf : Buffer.concat([srcBuf, Buffer.from('/'), rel])), srcAbs, prefix, dstIsDir, dst.trailingSlash);
-    const listing = await control.list(mapped.listRoot, { recursive: mapped.recursive, hashAlgo: cfg.checksum ? 'xxhash64' : undefined });
     const plan = makePlan(mapped.items, listingToMap(mapped.listRoot, listing.entries), mapped.listRoot, {
       incremental: cfg.incremental,
       checksum: cfg.checksum,
@@ -102,6 +121,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
       events,
       signal,
       chunks: hasChunks(first.welcome.features),
+      resume: first.welcome.features.includes(FEATURE_RESUME),
     });
     if (!endpoint.conn.features.sameHost) acct.wireBytes = wireBytes(streams);
     await finishStreams(streams, plan.files.length + plan.mkdirs.length > 0, signal);

@@ -35,6 +35,8 @@ export const MsgType = {
   FINISH: 23,
   READ_REQUEST: 24,
   PING: 25,
+  RESUME_QUERY: 26,
+  RESUME_INFO: 27,
 } as const;
 export type MsgTypeName = keyof typeof MsgType;
 export type MsgTypeValue = (typeof MsgType)[MsgTypeName];
@@ -185,6 +187,7 @@ export interface Commit {
   verifyHash: Uint8Array;
   verifyAlgo: string;
   fsync: boolean;
+  chunksHash: Uint8Array;
 }
 
 // ---- outcomes and other operations -------------------------------------------------------------
@@ -237,6 +240,25 @@ export interface ReadRequest {
   verifyAlgo: string;
   compress: boolean;
   bandwidthLimit: number;
+}
+
+// ---- resume ------------------------------------------------------------------------------------
+
+export interface ResumeQuery {
+  requestId: number;
+  path: Uint8Array;
+  transferId: string;
+}
+
+export interface ChunkRecordMsg {
+  offset: number;
+  length: number;
+  hash: Uint8Array;
+}
+
+export interface ResumeInfo {
+  requestId: number;
+  chunks: ChunkRecordMsg[];
 }
 
 // ---- delta -------------------------------------------------------------------------------------
@@ -326,6 +348,8 @@ export interface MessageByType {
   [MsgType.FINISH]: Finish;
   [MsgType.READ_REQUEST]: ReadRequest;
   [MsgType.PING]: Ping;
+  [MsgType.RESUME_QUERY]: ResumeQuery;
+  [MsgType.RESUME_INFO]: ResumeInfo;
 }
 
 /** proto message name of each frame type's header */
@@ -355,6 +379,8 @@ export const MESSAGE_NAMES: { readonly [T in MsgTypeValue]: string } = {
   [MsgType.FINISH]: 'Finish',
   [MsgType.READ_REQUEST]: 'ReadRequest',
   [MsgType.PING]: 'Ping',
+  [MsgType.RESUME_QUERY]: 'ResumeQuery',
+  [MsgType.RESUME_INFO]: 'ResumeInfo',
 };
 
 type InitValue<V> = V extends Uint8Array

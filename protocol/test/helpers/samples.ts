@@ -79,6 +79,7 @@ export const samples: { [T in MsgTypeValue]: MessageByType[T] } = {
     verifyHash: Buffer.alloc(32, 4),
     verifyAlgo: 'sha256',
     fsync: true,
+    chunksHash: Buffer.alloc(8, 9),
   },
   [MsgType.RESULT]: {
     fileId: 5,
@@ -121,6 +122,14 @@ export const samples: { [T in MsgTypeValue]: MessageByType[T] } = {
     bandwidthLimit: 100 * 1024 * 1024,
   },
   [MsgType.PING]: { reply: true, nonce: 2 ** 52 + 1 },
+  [MsgType.RESUME_QUERY]: { requestId: 3, path: b('big/disk.img'), transferId: 'c1x2' },
+  [MsgType.RESUME_INFO]: {
+    requestId: 3,
+    chunks: [
+      { offset: 0, length: 1 << 25, hash: Buffer.alloc(8, 1) },
+      { offset: 2 ** 40, length: 5, hash: Buffer.alloc(0) },
+    ],
+  },
 };
 
 /** Turn decoded messages (protobufjs instances, Buffers) into plain comparable values. */
