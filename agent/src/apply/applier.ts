@@ -6,6 +6,7 @@ import { closeFd, closeQuietly, errnoOf, fstatFd, openFd, unlinkIfExists, writeF
 import { asBuffer, pathKey, pathToDisplay } from '../util/paths.js';
 import { checkCoverage, chunksHashOf, formatChunkRecord, latestChunks, readChunkLogFile, type ChunkRecord } from './chunk-log.js';
 import { defaultCopyPool, type CopyPool } from './copy-pool.js';
+import { hashFile } from '../verify/index.js';
 import { checkSize, fdatasyncFd, finalizeFd, fsyncFd, ftruncateFd, renameReplacing, verifyFd } from './finalize.js';
 import { checkTransferId, chunkLogPath, partPath, partPathLatin1 } from './part-name.js';
 import { JOB_CHOWN, JOB_FSYNC, type CopyJob, type JobError, type JobOutcome } from './sync-ops.js';
@@ -439,6 +440,24 @@ export class Applier {
     } catch (e) {
       throw this.err(e, 'read chunk log of', rel);
     }
+  }
+
+  /**
+   * The recorded chunks that still hold what their record says: each recorded range of the .part
+   * is read and hashed again (xxhash64, the chunk hash on the wire), so a damaged or tampered
+   * .part is never resumed. Chunks without a hash (same-host copies) are not offered.
+   */
+  async verifiedChunks(rel: Uint8Array, transferId: string): Promise<ChunkRecord[]> {
+    const records = latestChunks(await this.readChunkLog(rel, transferId));
+    if (records.length === 0) return [];
+    const part = partPath(await this.jail.ensureParent(rel, { create: false }), transferId);
+    const good: ChunkRecord[] = [];
+    for (const r of records) {
+      if (r.hash.length !== 8) continue;
+      const got = await hashFile(part, 'xxhash64', { offset: r.offset, length: r.length }).catch(() => undefined);
+      if (got && got.equals(r.hash)) good.push(r);
+    }
+    return good;
   }
 
   // ---- directories, links, deletes ----------------------------------------------------------

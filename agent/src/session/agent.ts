@@ -18,7 +18,7 @@ import {
   type ResumeQuery,
 } from '@smartcopy/protocol';
 import type { Stream } from '@smartcopy/transports';
-import { Applier, latestChunks } from '../apply/index.js';
+import { Applier } from '../apply/index.js';
 import { PathJail } from '../jail/index.js';
 import { serveRead, type SenderConfig } from '../transfer/index.js';
 import { clientProof, newNonce, proofMatches, serverProof } from './auth.js';
@@ -250,9 +250,9 @@ export class Agent {
       case MsgType.RESUME_QUERY: {
         const q = f.header as ResumeQuery;
         // A read-only agent never holds partial uploads; others report what their chunk log says.
-        const chunks = this.cfg.readOnly ? Promise.resolve([]) : sc.session!.receiver.applier.readChunkLog(q.path, q.transferId);
+        const chunks = this.cfg.readOnly ? Promise.resolve([]) : sc.session!.receiver.applier.verifiedChunks(q.path, q.transferId);
         chunks.then(
-          (list) => sc.ch.isOpen && sc.ch.send(MsgType.RESUME_INFO, { requestId: q.requestId, chunks: latestChunks(list) }),
+          (list) => sc.ch.isOpen && sc.ch.send(MsgType.RESUME_INFO, { requestId: q.requestId, chunks: list }),
           (e: unknown) => sc.ch.fail(e),
         );
         return;

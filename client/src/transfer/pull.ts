@@ -209,7 +209,7 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
       // Resume: chunks verified into our .part by an interrupted run of the same source file
       // (the transfer id binds path, size and mtime) are not asked for again; the whole file is
       // then checked against the agent's hash of its source at commit.
-      const kept = new Set((await applier.readChunkLog(it.dest, tracker.transferId).catch(() => [])).filter((r) => r.hash.length > 0).map((r) => `${r.offset}:${r.length}`));
+      const kept = new Set((await applier.verifiedChunks(it.dest, tracker.transferId).catch(() => [])).map((r) => `${r.offset}:${r.length}`));
       for (let off = 0; off < size; off += CHUNK_SIZE) {
         const length = Math.min(CHUNK_SIZE, size - off);
         if (kept.has(`${off}:${length}`)) {
