@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Agent } from '@smartcopy/agent';
-import { memoryTransport, tcpTransport, type Connection, type Listener } from '@smartcopy/transports';
+import { ConnectionPool, memoryTransport, poolKey, tcpTransport, type Connection, type Listener } from '@smartcopy/transports';
 import type { Target } from './targets.js';
 import { agentRelative } from './targets.js';
 
@@ -12,7 +12,10 @@ export interface Endpoint {
   prefix: Buffer;
   /** how to name this endpoint in messages */
   display: string;
-  close(): Promise<void>;
+  /** streams may be kept for another session on this connection (a pooled connection) */
+  recycle?: boolean;
+  /** `reusable: false`: the session failed; do not keep the connection */
+  close(reusable?: boolean): Promise<void>;
 }
 
 let memorySeq = 0;
@@ -59,16 +62,33 @@ export async function localRoot(p: string): Promise<{ root: string; prefix: stri
   }
 }
 
-export async function openRemote(t: Extract<Target, { kind: 'tcp' }>, signal?: AbortSignal): Promise<Endpoint> {
-  const transport = tcpTransport();
+/**
+ * A remote agent. With a pool (the library API), the connection, and the streams whose sessions
+ * ended cleanly, are kept for the next job to the same agent; otherwise they are closed.
+ */
+export async function openRemote(t: Extract<Target, { kind: 'tcp' }>, signal?: AbortSignal, pool?: ConnectionPool): Promise<Endpoint> {
   const host = t.host.includes(':') ? `[${t.host}]` : t.host;
-  const conn = await transport.dial(`${host}:${t.port}`, { signal });
+  const address = `${host}:${t.port}`;
+  const prefix = Buffer.from(agentRelative(t.path));
+  if (!pool) {
+    const conn = await tcpTransport().dial(address, { signal });
+    return {
+      conn,
+      prefix,
+      display: t.display,
+      async close() {
+        await conn.close().catch(() => {});
+      },
+    };
+  }
+  const lease = await pool.acquire(poolKey('tcp', address), (sig) => tcpTransport().dial(address, { signal: sig }), { signal });
   return {
-    conn,
-    prefix: Buffer.from(agentRelative(t.path)),
+    conn: lease.conn,
+    prefix,
     display: t.display,
-    async close() {
-      await conn.close().catch(() => {});
+    recycle: true,
+    async close(reusable = true) {
+      lease.release(reusable && !signal?.aborted);
     },
   };
 }

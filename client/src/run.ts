@@ -1,4 +1,5 @@
 import { ExitCode, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
+import type { ConnectionPool } from '@smartcopy/transports';
 import type { Config } from './config.js';
 import { Accounting, summaryOf, type RunEvents } from './progress/accounting.js';
 import { HumanRenderer, JsonRenderer } from './progress/render.js';
@@ -9,6 +10,14 @@ import { push } from './transfer/push.js';
 export interface RunIO {
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
+}
+
+/** What a run may share with other runs in the same process. */
+export interface RunDeps {
+  /** keeps agent connections (and their idle streams) between jobs */
+  pool?: ConnectionPool;
+  /** where events go instead of the terminal renderers (library API) */
+  events?: (acct: Accounting) => RunEvents;
 }
 
 /** How a finished run maps to a process exit code (see README "Exit codes"). */
@@ -34,9 +43,9 @@ function makeEvents(cfg: Config, acct: Accounting, io: RunIO): RunEvents {
 }
 
 /** Run one `smartcopy SRC DST`. Never throws: every failure becomes an exit code and a message. */
-export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal): Promise<number> {
+export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal, deps: RunDeps = {}): Promise<number> {
   const acct = new Accounting();
-  const events = makeEvents(cfg, acct, io);
+  const events = deps.events ? deps.events(acct) : makeEvents(cfg, acct, io);
   const ticker = setInterval(() => events.tick(), 250);
   ticker.unref();
   let fatal: SmartcopyError | undefined;
@@ -49,8 +58,8 @@ export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal): Prom
     if (src.kind === 'local' && dst.kind === 'local' && cfg.compress) {
       throw new SmartcopyError('SC_ERR_USAGE', '--compress only applies to transfers to or from an agent; local copies do not cross a wire');
     }
-    if (src.kind === 'local') await push(cfg, src, dst, acct, events, signal);
-    else await pull(cfg, src, dst as Extract<Target, { kind: 'local' }>, acct, events, signal);
+    if (src.kind === 'local') await push(cfg, src, dst, acct, events, signal, deps);
+    else await pull(cfg, src, dst as Extract<Target, { kind: 'local' }>, acct, events, signal, deps);
   } catch (e) {
     fatal = e instanceof SmartcopyError ? e : fromSystemError(e, 'smartcopy');
     if (signal.aborted) fatal = new SmartcopyError('SC_ERR_INTERRUPTED', 'interrupted');

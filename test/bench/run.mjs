@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// smartcopy local benchmark: smartcopy vs cp -a vs rsync -a in one run, same machine, same
-// datasets. Usage and how to read the output: test/bench/README.md (or --help).
+// smartcopy benchmark: local copies (smartcopy vs cp -a vs rsync -a) and pushes over loopback
+// TCP (smartcopy agent vs rsync daemon) in one run, same machine, same datasets. Usage and how
+// to read the output: test/bench/README.md (or --help).
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,19 +16,25 @@ const REPO = path.resolve(HERE, '../..');
 const SCBENCH = '/tmp/scbench';
 const DSTROOT = path.join(SCBENCH, 'dst');
 const LOGDIR = path.join(SCBENCH, 'logs');
+const RSYNCD_CONF = path.join(SCBENCH, 'rsyncd-bench.conf');
+const RSYNCD_MODULE = 'scbench';
 
 const USAGE = `Usage: npm run bench -- [options]        (or: node test/bench/run.mjs [options])
 
   --scale S        dataset scale (default 1: mixed 1.7 GB / 1,111 files, small 20,000 x 4 KiB)
   --runs N         timed runs per tool (default 5)
   --warmup N       untimed warm-up runs per tool before those (default 1)
-  --only REGEX     run only rows whose id "scenario/dataset/tool" matches, e.g. 'small',
-                   'full/mixed', 'smartcopy|rsync' (tools: smartcopy, cp-a, rsync)
-  --data DIR       dataset directory (default ${SCBENCH}/data)
+  --only REGEX     run only rows whose id "group/scenario/dataset/tool" matches, e.g.
+                   'local/', 'tcp/', 'small', 'tcp/full/mixed', 'smartcopy|rsync'
+                   (groups: local with tools smartcopy, cp-a, rsync; tcp with tools
+                   smartcopy, rsyncd)
+  --data DIR       dataset directory (default ${SCBENCH}/data at scale 1, else
+                   ${SCBENCH}/data-s<scale>, so a small run keeps the big datasets)
   --no-tmpfs       keep destinations on the disk under ${DSTROOT} (default: a tmpfs
                    mounted there for the run when running as root)
   --smartcopy CMD  command used for smartcopy, split on spaces (default: the workspace's
-                   node_modules/.bin/smartcopy); SRC DST [flags] are appended
+                   node_modules/.bin/smartcopy); SRC DST [flags] are appended, and
+                   'agent ...' for the TCP agent
   -h, --help       this text
 `;
 
@@ -46,7 +54,7 @@ try {
       runs: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
       only: { type: 'string', default: '.' },
-      data: { type: 'string', default: path.join(SCBENCH, 'data') },
+      data: { type: 'string' },
       'no-tmpfs': { type: 'boolean', default: false },
       smartcopy: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -75,7 +83,9 @@ try {
 } catch (err) {
   usageError(`--only: ${err.message}`);
 }
-const DATA = path.resolve(args.data);
+// make-dataset.sh rebuilds a tree whose scale differs: one directory per scale by default, so a
+// smoke test does not throw away the (slow to build) scale-1 datasets
+const DATA = path.resolve(args.data ?? path.join(SCBENCH, SCALE === '1' ? 'data' : `data-s${SCALE}`));
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -105,6 +115,42 @@ function sleepSync(ms) {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+const CLK_TCK = Number(firstLine(['getconf', 'CLK_TCK'])) || 100;
+
+/**
+ * CPU seconds (user + system) from /proc/<pid>/stat: the process's own (all its threads) and,
+ * separately, that of its children it has already reaped. null when the process is gone.
+ */
+function procCpu(pid) {
+  let stat;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // the command name may contain spaces and parentheses; fields after it are plain numbers
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    state: f[0],
+    self: (Number(f[11]) + Number(f[12])) / CLK_TCK,
+    children: (Number(f[13]) + Number(f[14])) / CLK_TCK,
+  };
+}
+
+const procAlive = (pid) => {
+  const c = procCpu(pid);
+  return c !== null && c.state !== 'Z' && c.state !== 'X';
+};
+
+/** Child pids of `pid` (needs CONFIG_PROC_CHILDREN; [] when the kernel lacks it). */
+function childPids(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -112,6 +158,7 @@ function median(xs) {
 }
 
 const fmtS = (x) => (x == null ? '—' : x >= 0.1 ? x.toFixed(3) : x.toFixed(4));
+const fmtCpu = (x) => (x == null ? '—' : x.toFixed(2));
 const fmtRate = (x) => (x == null ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const fmtBytes = (b) =>
   b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : `${(b / 1e3).toFixed(1)} kB`;
@@ -194,11 +241,15 @@ async function warmCache(root, entries) {
 let currentChild = null;
 let mountedTmpfs = null;
 const scratchDirs = new Set();
+/** Long-running servers of the TCP group, by tool: { name, pid, child, port, out, err, ready | failed }. */
+const servers = {};
 
 /**
  * One timed execution. stdout is ignored and stderr goes straight to a file (no pipe, no
  * shell, nothing for this process to read while the clock runs), so a failing tool still
- * leaves its message behind.
+ * leaves its message behind. `cpu` is the tool's user + system time, its own children
+ * included: the growth of this process's reaped-children counters across the run (nothing else
+ * of ours exits meanwhile; the servers of the TCP group keep running).
  */
 function runTimed(argv, stderrFile) {
   return new Promise((resolve) => {
@@ -211,28 +262,34 @@ function runTimed(argv, stderrFile) {
       fs.closeSync(errFd);
       resolve(res);
     };
+    const cpu0 = procCpu(process.pid)?.children;
     const t0 = process.hrtime.bigint();
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', errFd] });
     currentChild = child;
     child.on('error', (err) => done({ ok: false, error: err.message }));
     child.on('exit', (code, signal) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      done({ ok: code === 0, code, signal, seconds });
+      const cpu1 = procCpu(process.pid)?.children;
+      done({ ok: code === 0, code, signal, seconds, cpu: cpu0 != null && cpu1 != null ? cpu1 - cpu0 : null });
     });
   });
 }
 
-/** Run a command to completion, keeping at most `limit` bytes of each output stream. */
+/**
+ * Run a command to completion, keeping at most the first `limit` characters of each output
+ * stream, and the last `limit` of stdout in `stdoutTail` (where a --json summary ends up).
+ */
 function capture(argv, limit = 1 << 16) {
   return new Promise((resolve) => {
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     currentChild = child;
-    const out = { stdout: '', stderr: '', stdoutLines: 0 };
+    const out = { stdout: '', stdoutTail: '', stderr: '', stdoutLines: 0 };
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (s) => {
       for (const ch of s) if (ch === '\n') out.stdoutLines++;
       if (out.stdout.length < limit) out.stdout += s.slice(0, limit - out.stdout.length);
+      out.stdoutTail = (out.stdoutTail + s).slice(-limit);
     });
     child.stderr.on('data', (s) => {
       if (out.stderr.length < limit) out.stderr += s.slice(0, limit - out.stderr.length);
@@ -262,6 +319,8 @@ function cleanup() {
   if (cleanedUp) return;
   cleanedUp = true;
   if (currentChild && currentChild.exitCode === null) currentChild.kill('SIGKILL');
+  // before the unmount: both servers have their working files (and the agent its root) there
+  stopServers();
   if (mountedTmpfs) {
     // a just-killed child may still hold files open for a moment: retry, then detach lazily
     let ok = false;
@@ -275,6 +334,37 @@ function cleanup() {
   } else {
     for (const d of scratchDirs) fs.rmSync(d, { recursive: true, force: true });
   }
+}
+/**
+ * SIGTERM, then SIGKILL after 3 s. Synchronous (it also runs from the 'exit' handler, where no
+ * event loop reaps children), so "stopped" means gone or a zombie: either way its files and
+ * sockets are released.
+ */
+function stopServers() {
+  for (const srv of Object.values(servers)) stopServer(srv);
+}
+
+function stopServer(srv) {
+  if (srv.stopped || !srv.pid) return;
+  srv.stopped = true;
+  if (!procAlive(srv.pid)) return;
+  // the rsync daemon forks per connection; an interrupted run may leave one behind
+  for (const pid of [...childPids(srv.pid), srv.pid]) {
+    try {
+      process.kill(Number(pid), 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  for (let i = 0; i < 60 && procAlive(srv.pid); i++) sleepSync(50);
+  if (procAlive(srv.pid)) {
+    try {
+      process.kill(srv.pid, 'SIGKILL');
+    } catch {
+      // gone in between
+    }
+  }
+  log(`stopped ${srv.name} (pid ${srv.pid})`);
 }
 process.on('exit', cleanup);
 for (const [sig, num] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]) {
@@ -332,10 +422,19 @@ const TOOLS = {
     full: (s, d) => ['rsync', '-a', `${s}/`, `${d}/`],
     resync: (s, d) => ['rsync', '-a', `${s}/`, `${d}/`],
   },
+  // TCP group: d is rsync://127.0.0.1:PORT/MODULE/REL, a module of this run's rsync daemon
+  rsyncd: {
+    label: 'rsync daemon',
+    available: rsyncPath !== null,
+    reason: 'rsync not installed (apt-get install rsync)',
+    full: (s, d) => ['rsync', '-a', `${s}/`, `${d}/`],
+    resync: (s, d) => ['rsync', '-a', `${s}/`, `${d}/`],
+  },
 };
 
 const SCENARIOS = [
   {
+    group: 'local',
     kind: 'full',
     dataset: 'mixed',
     title: 'Full copy: mixed (destination wiped before every run)',
@@ -343,6 +442,7 @@ const SCENARIOS = [
     goal: { peer: 'cp-a', max: 1.0 },
   },
   {
+    group: 'local',
     kind: 'full',
     dataset: 'small',
     title: 'Full copy: small (destination wiped before every run)',
@@ -350,18 +450,52 @@ const SCENARIOS = [
     goal: { peer: 'cp-a', max: 1.0 },
   },
   {
+    group: 'local',
     kind: 'resync',
     dataset: 'small',
     title: 'No-change re-sync: small (destination already up to date)',
     tools: ['smartcopy', 'rsync'],
     goal: { peer: 'rsync', max: 1.0 },
   },
+  {
+    group: 'tcp',
+    kind: 'full',
+    dataset: 'mixed',
+    title: 'TCP push over loopback: mixed (destination wiped before every run)',
+    tools: ['smartcopy', 'rsyncd'],
+    goal: { peer: 'rsyncd', max: 1.0 },
+  },
+  {
+    group: 'tcp',
+    kind: 'full',
+    dataset: 'small',
+    title: 'TCP push over loopback: small (destination wiped before every run)',
+    tools: ['smartcopy', 'rsyncd'],
+    goal: { peer: 'rsyncd', max: 1.0 },
+  },
+  {
+    group: 'tcp',
+    kind: 'resync',
+    dataset: 'small',
+    title: 'TCP no-change re-sync: small (destination already up to date)',
+    tools: ['smartcopy', 'rsyncd'],
+    goal: { peer: 'rsyncd', max: 1.0 },
+  },
+  {
+    group: 'tcp',
+    kind: 'resync',
+    dataset: 'mixed',
+    title: 'TCP no-change re-sync: mixed (destination already up to date)',
+    tools: ['smartcopy', 'rsyncd'],
+    goal: { peer: 'rsyncd', max: 1.0 },
+  },
 ];
 
-const rowId = (sc, tool) => `${sc.kind}/${sc.dataset}/${tool}`;
+const rowId = (sc, tool) => `${sc.group}/${sc.kind}/${sc.dataset}/${tool}`;
 for (const sc of SCENARIOS) sc.selected = sc.tools.filter((t) => ONLY.test(rowId(sc, t)));
 const active = SCENARIOS.filter((sc) => sc.selected.length > 0);
-if (active.length === 0) usageError(`--only '${args.only}' matches no row (ids look like full/mixed/smartcopy)`);
+if (active.length === 0) usageError(`--only '${args.only}' matches no row (ids look like local/full/mixed/smartcopy, tcp/resync/small/rsyncd)`);
+const tcpActive = active.some((sc) => sc.group === 'tcp');
 
 const missing = new Set();
 for (const sc of active) for (const t of sc.selected) if (!TOOLS[t].available) missing.add(t);
@@ -421,6 +555,130 @@ if (isMountPoint(DSTROOT)) {
 const dstFs = fsOf(DSTROOT);
 log(`destination: ${DSTROOT} on ${dstFs.type}: ${dstNote}`);
 
+// ---------------------------------------------------------------------------------------------
+// servers of the TCP group: one smartcopy agent and one rsync daemon on 127.0.0.1, both rooted
+// at DSTROOT, started after the tmpfs is mounted there and stopped by cleanup()
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Spawn a server with stdout and stderr in files (nothing to drain); unref'd, cleanup() stops it. */
+function spawnServer(name, argv, stem) {
+  const out = path.join(LOGDIR, `${stem}.stdout`);
+  const err = path.join(LOGDIR, `${stem}.stderr`);
+  const outFd = fs.openSync(out, 'w');
+  const errFd = fs.openSync(err, 'w');
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', outFd, errFd] });
+  fs.closeSync(outFd);
+  fs.closeSync(errFd);
+  const srv = { name, argv, child, pid: child.pid, out, err, exited: null, spawnError: null };
+  child.on('error', (e) => (srv.spawnError = e.message));
+  child.on('exit', (code, signal) => (srv.exited = code ?? signal));
+  child.unref();
+  return srv;
+}
+
+const serverDied = (srv) => srv.spawnError ?? (srv.exited !== null ? `exited (${srv.exited})` : null);
+
+async function startAgent() {
+  const srv = spawnServer(
+    'smartcopy agent',
+    [...smartcopy.argv, 'agent', '--protocol', 'tcp', '--bind', '127.0.0.1', '--port', '0', '--root', DSTROOT],
+    'agent',
+  );
+  for (let i = 0; i < 300; i++) {
+    const m = /\(port (\d+)\)/.exec(fs.readFileSync(srv.out, 'utf8'));
+    if (m) {
+      srv.port = Number(m[1]);
+      srv.ready = fs.readFileSync(srv.out, 'utf8').split('\n')[0].trim();
+      return srv;
+    }
+    const died = serverDied(srv);
+    if (died) {
+      srv.failed = `${died}: ${tailOf(srv.err)}`;
+      return srv;
+    }
+    await sleep(50);
+  }
+  srv.failed = `no ready line after 15 s: ${tailOf(srv.err)}`;
+  return srv;
+}
+
+/** A free loopback port: bound and released again, so another process could take it first; retried. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRsyncd() {
+  let lastError = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const asRoot = process.getuid?.() === 0;
+    // `munge symlinks` defaults to on without chroot and would rewrite every symlink's target
+    fs.writeFileSync(
+      RSYNCD_CONF,
+      [
+        '# rsync daemon of test/bench/run.mjs (generated each run): plain TCP on loopback, the',
+        '# peer of `smartcopy SRC 127.0.0.1:PORT:/path` to a smartcopy agent',
+        `log file = ${path.join(LOGDIR, 'rsyncd.log')}`,
+        'address = 127.0.0.1',
+        `port = ${port}`,
+        'use chroot = no',
+        'munge symlinks = no',
+        'max connections = 0',
+        'reverse lookup = no',
+        '',
+        `[${RSYNCD_MODULE}]`,
+        `  path = ${DSTROOT}`,
+        '  read only = no',
+        // as root, like the agent, so -a keeps owners
+        ...(asRoot ? ['  uid = root', '  gid = root'] : []),
+        '  hosts allow = 127.0.0.1',
+        '',
+      ].join('\n'),
+    );
+    const srv = spawnServer(
+      'rsync daemon',
+      ['rsync', '--daemon', '--no-detach', `--config=${RSYNCD_CONF}`, '--address=127.0.0.1', `--port=${port}`],
+      'rsyncd',
+    );
+    srv.port = port;
+    for (let i = 0; i < 100; i++) {
+      const died = serverDied(srv);
+      if (died) break;
+      // listing the modules proves it accepts connections
+      const probe = spawnSync('rsync', [`rsync://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: 5000 });
+      if (probe.status === 0 && probe.stdout.includes(RSYNCD_MODULE)) {
+        srv.ready = `rsync://127.0.0.1:${port}/${RSYNCD_MODULE} -> ${DSTROOT} (config ${RSYNCD_CONF})`;
+        return srv;
+      }
+      await sleep(50);
+    }
+    lastError = `${serverDied(srv) ?? 'not answering after 5 s'}: ${tailOf(srv.err)} ${tailOf(path.join(LOGDIR, 'rsyncd.log'), 200)}`;
+    stopServer(srv);
+  }
+  return { name: 'rsync daemon', failed: lastError.trim() };
+}
+
+if (tcpActive) {
+  const needAgent = active.some((sc) => sc.group === 'tcp' && sc.selected.includes('smartcopy') && smartcopy.available);
+  const needRsyncd = active.some((sc) => sc.group === 'tcp' && sc.selected.includes('rsyncd')) && rsyncPath !== null;
+  if (needAgent) {
+    servers.smartcopy = await startAgent();
+    log(servers.smartcopy.failed ? `smartcopy agent failed to start: ${servers.smartcopy.failed}` : servers.smartcopy.ready);
+  }
+  if (needRsyncd) {
+    servers.rsyncd = await startRsyncd();
+    log(servers.rsyncd.failed ? `rsync daemon failed to start: ${servers.rsyncd.failed}` : `rsync daemon ${servers.rsyncd.ready}`);
+  }
+}
+
 const gitRev = firstLine(['git', '-C', REPO, 'describe', '--always', '--dirty']);
 const machine = {
   date: new Date().toISOString(),
@@ -437,6 +695,8 @@ const machine = {
   cp: firstLine(['cp', '--version']),
   smartcopy: smartcopy.available ? smartcopy.source : null,
   smartcopyRev: gitRev,
+  agent: servers.smartcopy ? (servers.smartcopy.ready ?? `failed: ${servers.smartcopy.failed}`) : null,
+  rsyncd: servers.rsyncd ? (servers.rsyncd.ready ?? `failed: ${servers.rsyncd.failed}`) : null,
   loadavgStart: os.loadavg().map((x) => +x.toFixed(2)),
 };
 
@@ -506,26 +766,114 @@ function wipe(dir) {
   spawnSync('sync');
 }
 
+/**
+ * Where a row's tool writes: `base` (this row's scratch directory under DSTROOT), `dst` (the
+ * local path that is wiped and verified) and `target` (the operand the tool gets). `run` puts
+ * the destination one level deeper, in a directory of its own (TCP full pushes, see wipeFor).
+ */
+function rowTarget(sc, tool, run) {
+  const dirName = sc.group === 'tcp' ? `tcp-${sc.kind}-${tool}` : `${sc.kind}-${tool}`;
+  const base = path.join(DSTROOT, dirName);
+  const rel = run === undefined ? `${dirName}/${sc.dataset}` : `${dirName}/${run}/${sc.dataset}`;
+  const dst = path.join(DSTROOT, rel);
+  if (sc.group === 'local') return { base, dst, target: dst };
+  const port = servers[tool]?.port;
+  if (tool === 'smartcopy') return { base, dst, target: `127.0.0.1:${port}:/${rel}` };
+  return { base, dst, target: `rsync://127.0.0.1:${port}/${RSYNCD_MODULE}/${rel}` };
+}
+
+/**
+ * An empty destination for the next full run of row `r`. Over TCP each run gets a path never
+ * used before (`tcp-full-TOOL/N/DATASET`, the previous ones deleted): the servers outlive the
+ * runs, and a server that remembers the tree it wrote last time (the agent caches directories
+ * it has checked) must meet a fresh destination every time, as on a first push, not one
+ * deleted behind its back.
+ */
+function wipeFor(sc, r, ds) {
+  if (sc.group !== 'tcp') {
+    wipe(r.dst);
+    return;
+  }
+  r.seq = (r.seq ?? 0) + 1;
+  const t = rowTarget(sc, r.tool, r.seq);
+  fs.rmSync(r.base, { recursive: true, force: true });
+  r.dst = t.dst;
+  r.argv = TOOLS[r.tool][sc.kind](ds.root, t.target);
+  wipe(r.dst);
+}
+
+/** Why a row's server cannot serve it (TCP group), or null. */
+function serverProblem(sc, tool) {
+  if (sc.group !== 'tcp') return null;
+  const srv = servers[tool];
+  if (!srv) return `no server for ${tool}`;
+  if (srv.failed) return `${srv.name} did not start: ${srv.failed}`;
+  const died = serverDied(srv);
+  if (died || !procAlive(srv.pid)) return `${srv.name} ${died ?? 'is gone'}; see ${srv.err}`;
+  return null;
+}
+
+/**
+ * The server's CPU seconds so far, its reaped children included (the rsync daemon forks one
+ * per connection). Waits up to 2 s for such children to finish and be reaped first, so a run's
+ * server work lands in that run.
+ */
+async function serverCpuNow(srv) {
+  for (let i = 0; i < 200 && childPids(srv.pid).length > 0; i++) await sleep(10);
+  const c = procCpu(srv.pid);
+  return c ? c.self + c.children : null;
+}
+
+/** The last `summary` event of a smartcopy --json run. */
+function summaryOf(c) {
+  for (const line of c.stdoutTail.trim().split('\n').reverse()) {
+    try {
+      const ev = JSON.parse(line);
+      if (ev && ev.event === 'summary') return ev;
+    } catch {
+      // not an NDJSON line (e.g. a placeholder command); keep looking
+    }
+  }
+  return null;
+}
+
+/** rsync --stats: "Total bytes sent: 1,234" (digit grouping depends on the version and locale). */
+function rsyncStatsOf(c) {
+  const num = (re) => {
+    const m = re.exec(c.stdout);
+    return m ? Number(m[1].replace(/[,.']/g, '')) : null;
+  };
+  const sent = num(/Total bytes sent:\s*([\d,.']+)/);
+  const received = num(/Total bytes received:\s*([\d,.']+)/);
+  return sent === null || received === null ? null : { sent, received, total: sent + received };
+}
+
 async function runScenario(sc) {
   const ds = dsInfo[sc.dataset];
-  const tag = `${sc.kind}/${sc.dataset}`;
+  const tag = `${sc.group}/${sc.kind}/${sc.dataset}`;
+  const tcp = sc.group === 'tcp';
   const rows = sc.selected.map((tool) => {
-    const dst = path.join(DSTROOT, `${sc.kind}-${tool}`, sc.dataset);
-    const argv = TOOLS[tool].available ? TOOLS[tool][sc.kind](ds.root, dst) : null;
+    const { base, dst, target } = rowTarget(sc, tool);
+    const problem = TOOLS[tool].available ? serverProblem(sc, tool) : null;
+    const argv = TOOLS[tool].available && !problem ? TOOLS[tool][sc.kind](ds.root, target) : null;
     return {
       id: rowId(sc, tool),
       tool,
       label: TOOLS[tool].label,
       argv,
+      base,
       dst,
-      status: TOOLS[tool].available ? 'ok' : 'skipped',
-      error: TOOLS[tool].available ? undefined : TOOLS[tool].reason,
+      status: !TOOLS[tool].available ? 'skipped' : problem ? 'FAILED' : 'ok',
+      error: !TOOLS[tool].available ? TOOLS[tool].reason : (problem ?? undefined),
       times: [],
       warmupTimes: [],
+      cpu: [],
+      serverCpu: tcp ? [] : undefined,
     };
   });
   const live = () => rows.filter((r) => r.status === 'ok');
-  for (const r of live()) scratchDirs.add(path.dirname(r.dst));
+  const logName = (r) => r.id.replaceAll('/', '.');
+  for (const r of live()) scratchDirs.add(r.base);
 
   log(`== ${tag}: ${ds.files} files, ${fmtBytes(ds.bytes)}; warming the page cache`);
   await warmCache(ds.root, ds.entries);
@@ -535,10 +883,10 @@ async function runScenario(sc) {
     // bring each destination up to date with the tool itself (untimed), as a user would
     for (const r of live()) {
       wipe(r.dst);
-      const res = await runTimed(r.argv, path.join(LOGDIR, `${r.id.replaceAll('/', '.')}.setup.stderr`));
+      const res = await runTimed(r.argv, path.join(LOGDIR, `${logName(r)}.setup.stderr`));
       if (!res.ok) {
         r.status = 'FAILED';
-        r.error = `setup run: ${res.error ?? `exit ${res.code ?? res.signal}`} ${tailOf(path.join(LOGDIR, `${r.id.replaceAll('/', '.')}.setup.stderr`))}`.trim();
+        r.error = `setup run: ${res.error ?? `exit ${res.code ?? res.signal}`} ${tailOf(path.join(LOGDIR, `${logName(r)}.setup.stderr`))}`.trim();
       }
     }
     spawnSync('sync');
@@ -552,8 +900,17 @@ async function runScenario(sc) {
     for (let i = 0; i < order.length; i++) {
       const r = order[(i + round) % order.length];
       if (r.status !== 'ok') continue;
-      if (sc.kind === 'full') wipe(r.dst);
-      const errFile = path.join(LOGDIR, `${r.id.replaceAll('/', '.')}.stderr`);
+      const problem = serverProblem(sc, r.tool);
+      if (problem) {
+        r.status = 'FAILED';
+        r.error = problem;
+        log(`   ${r.label}: FAILED (${r.error})`);
+        continue;
+      }
+      if (sc.kind === 'full') wipeFor(sc, r, ds);
+      const srv = tcp ? servers[r.tool] : null;
+      const srvCpu0 = srv ? await serverCpuNow(srv) : null;
+      const errFile = path.join(LOGDIR, `${logName(r)}.stderr`);
       const res = await runTimed(r.argv, errFile);
       if (!res.ok) {
         r.status = 'FAILED';
@@ -561,12 +918,22 @@ async function runScenario(sc) {
         log(`   ${r.label}: FAILED (${r.error})`);
         continue;
       }
-      (round < WARMUP ? r.warmupTimes : r.times).push(res.seconds);
+      if (round < WARMUP) {
+        r.warmupTimes.push(res.seconds);
+        continue;
+      }
+      r.times.push(res.seconds);
+      r.cpu.push(res.cpu);
+      if (srv) {
+        const srvCpu1 = await serverCpuNow(srv);
+        r.serverCpu.push(srvCpu0 != null && srvCpu1 != null ? srvCpu1 - srvCpu0 : null);
+      }
     }
     log(`   round ${round + 1}/${total}${round < WARMUP ? ' (warm-up)' : ''} done`);
   }
   const loadAfter = os.loadavg()[0];
 
+  const medianOrNull = (xs) => (xs && xs.length && xs.every((x) => x != null) ? median(xs) : null);
   for (const r of rows) {
     if (r.status !== 'ok') continue;
     r.median = median(r.times);
@@ -574,30 +941,39 @@ async function runScenario(sc) {
     r.max = Math.max(...r.times);
     r.MBps = ds.bytes / r.median / 1e6;
     r.filesPerS = ds.files / r.median;
+    r.cpuMedian = medianOrNull(r.cpu);
+    if (tcp) r.serverCpuMedian = medianOrNull(r.serverCpu);
     log(`   verifying ${r.label}`);
     r.verify = await verify(ds.root, r.dst, ds.entries);
   }
-  // smartcopy's own account of a no-change run (did it really skip everything?)
-  const scRow = rows.find((r) => r.tool === 'smartcopy' && r.status === 'ok');
-  if (sc.kind === 'resync' && scRow) {
-    const c = await capture([...scRow.argv, '--json']);
-    const lines = c.stdout.trim().split('\n').reverse();
-    for (const line of lines) {
-      try {
-        const ev = JSON.parse(line);
-        if (ev && ev.event === 'summary') {
-          scRow.summary = ev;
-          break;
-        }
-      } catch {
-        // not an NDJSON line (e.g. a placeholder command); keep looking
-      }
+
+  // One extra untimed run per tool after verification: smartcopy's own account (--json summary:
+  // did a no-change run really skip everything, and its bytes on the wire) and, over TCP,
+  // rsync's --stats byte counts. A full scenario wipes the destination first, as the timed runs.
+  for (const r of rows) {
+    if (r.status !== 'ok') continue;
+    const wantSummary = r.tool === 'smartcopy' && (sc.kind === 'resync' || tcp);
+    const wantStats = r.tool === 'rsyncd';
+    if (!wantSummary && !wantStats) continue;
+    if (sc.kind === 'full') wipeFor(sc, r, ds);
+    if (wantSummary) {
+      log(`   one more ${r.label} run with --json`);
+      const c = await capture([...r.argv, '--json']);
+      r.summary = summaryOf(c);
+      if (!r.summary) r.summaryError = `no summary event from --json (exit ${c.code}) ${c.stderr.trim().slice(0, 200)}`;
+      else if (tcp) r.wire = { total: r.summary.bytesOnWire, source: 'bytesOnWire of --json summary' };
+    } else {
+      log(`   one more ${r.label} run with --stats`);
+      const c = await capture([r.argv[0], '--stats', ...r.argv.slice(1)]);
+      const st = c.code === 0 ? rsyncStatsOf(c) : null;
+      if (st) r.wire = { ...st, source: 'rsync --stats: total bytes sent + received' };
+      else r.wireError = `rsync --stats (exit ${c.code}): ${(c.stderr || c.error || 'no "Total bytes" lines').trim().slice(0, 200)}`;
     }
-    if (!scRow.summary) scRow.summaryError = `no summary event from --json (exit ${c.code}) ${c.stderr.trim().slice(0, 200)}`;
   }
-  for (const r of rows) fs.rmSync(path.dirname(r.dst), { recursive: true, force: true });
+  for (const r of rows) fs.rmSync(r.base, { recursive: true, force: true });
 
   const out = {
+    group: sc.group,
     kind: sc.kind,
     dataset: sc.dataset,
     title: sc.title,
@@ -607,7 +983,7 @@ async function runScenario(sc) {
     load1Before: +loadBefore.toFixed(2),
     load1After: +loadAfter.toFixed(2),
     goal: sc.goal,
-    rows: rows.map(({ dst, ...r }) => r),
+    rows: rows.map(({ dst, base, seq, ...r }) => r),
   };
   out.goalResult = judge(out);
   results.scenarios.push(out);
@@ -633,24 +1009,28 @@ function judge(sc) {
 
 function table(sc) {
   const me = sc.rows.find((r) => r.tool === 'smartcopy' && r.status === 'ok');
+  const tcp = sc.group === 'tcp';
   const lines = [
     `### ${sc.title}`,
     '',
     `${sc.files} files, ${fmtBytes(sc.bytes)}; ${RUNS} timed run${RUNS > 1 ? 's' : ''} per tool after ${WARMUP} warm-up; ` +
       `load ${sc.load1Before} → ${sc.load1After}`,
     '',
-    '| tool | median s | min s | max s | MB/s | files/s | smartcopy ÷ tool | verify | goal |',
-    '|---|---:|---:|---:|---:|---:|---:|---|---|',
+    tcp
+      ? '| tool | median s | min s | max s | MB/s | files/s | client cpu s | server cpu s | smartcopy ÷ tool | verify | goal |'
+      : '| tool | median s | min s | max s | MB/s | files/s | cpu s | smartcopy ÷ tool | verify | goal |',
+    tcp ? '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|' : '|---|---:|---:|---:|---:|---:|---:|---:|---|---|',
   ];
   for (const r of sc.rows) {
     if (r.status !== 'ok') {
-      lines.push(`| ${r.label} | — | — | — | — | — | — | ${r.status} | ${r.tool === 'smartcopy' ? goalCell(sc) : ''} |`);
+      lines.push(`| ${r.label} | — | — | — | — | — | —${tcp ? ' | —' : ''} | — | ${r.status} | ${r.tool === 'smartcopy' ? goalCell(sc) : ''} |`);
       continue;
     }
     const ratio = r.tool === 'smartcopy' ? '—' : me ? `${(me.median / r.median).toFixed(2)}×` : '—';
     const mbps = sc.kind === 'resync' ? '—' : fmtRate(r.MBps);
+    const cpu = tcp ? `${fmtCpu(r.cpuMedian)} | ${fmtCpu(r.serverCpuMedian)}` : fmtCpu(r.cpuMedian);
     lines.push(
-      `| ${r.label} | ${fmtS(r.median)} | ${fmtS(r.min)} | ${fmtS(r.max)} | ${mbps} | ${Math.round(r.filesPerS)} | ` +
+      `| ${r.label} | ${fmtS(r.median)} | ${fmtS(r.min)} | ${fmtS(r.max)} | ${mbps} | ${Math.round(r.filesPerS)} | ${cpu} | ` +
         `${ratio} | ${r.verify.status} | ${r.tool === 'smartcopy' ? goalCell(sc) : ''} |`,
     );
   }
@@ -665,10 +1045,50 @@ function table(sc) {
       if (v.meta.count) details.push(`- ${r.label}: ${v.meta.count} metadata mismatches, e.g. ${sample.join('; ')}`);
       if (v.meta.error) details.push(`- ${r.label}: ${v.meta.error}`);
     }
-    if (r.summary) details.push(`- smartcopy --json summary of one more no-change run: \`${JSON.stringify(r.summary)}\``);
+    if (r.summary)
+      details.push(`- smartcopy --json summary of one more ${sc.kind === 'resync' ? 'no-change ' : ''}run: \`${JSON.stringify(r.summary)}\``);
     if (r.summaryError) details.push(`- smartcopy --json: ${r.summaryError}`);
+    if (r.wireError) details.push(`- ${r.label}: ${r.wireError}`);
   }
+  if (tcp) details.push(`- bytes on the wire (one more run each): ${wireLine(sc)}`);
   if (details.length) lines.push('', ...details);
+  return lines.join('\n');
+}
+
+function wireOf(sc) {
+  const me = sc.rows.find((r) => r.tool === 'smartcopy')?.wire ?? null;
+  const peer = sc.rows.find((r) => r.tool === 'rsyncd')?.wire ?? null;
+  return { me, peer, ratio: me && peer && peer.total > 0 ? me.total / peer.total : null };
+}
+
+function wireLine(sc) {
+  const { me, peer, ratio } = wireOf(sc);
+  const parts = [
+    `smartcopy ${me ? `${fmtBytes(me.total)} (bytesOnWire)` : '—'}`,
+    `rsync daemon ${peer ? `${fmtBytes(peer.total)} (sent ${fmtBytes(peer.sent)} + received ${fmtBytes(peer.received)}, --stats)` : '—'}`,
+  ];
+  if (ratio !== null) parts.push(`smartcopy ÷ rsync ${ratio.toFixed(2)}×`);
+  return parts.join('; ');
+}
+
+/** All TCP scenarios' bytes on the wire side by side, exact byte counts. */
+function wireTable(scs) {
+  const lines = [
+    '### Bytes on the wire (TCP; one more run per tool after the timed ones)',
+    '',
+    'smartcopy: `bytesOnWire` of its `--json` summary (all streams, both directions); rsync: `--stats` total bytes sent + received.',
+    '',
+    '| scenario | data | smartcopy | rsync daemon sent | rsync daemon received | rsync daemon total | smartcopy ÷ rsync |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  const n = (x) => (x == null ? '—' : x.toLocaleString('en-US'));
+  for (const sc of scs) {
+    const { me, peer, ratio } = wireOf(sc);
+    lines.push(
+      `| ${sc.kind}/${sc.dataset} | ${n(sc.kind === 'full' ? sc.bytes : 0)} | ${n(me?.total)} | ${n(peer?.sent)} | ${n(peer?.received)} | ` +
+        `${n(peer?.total)} | ${ratio === null ? '—' : `${ratio.toFixed(3)}×`} |`,
+    );
+  }
   return lines.join('\n');
 }
 
@@ -680,11 +1100,13 @@ function goalCell(sc) {
 
 const print = (s = '') => process.stdout.write(`${s}\n`);
 
-print('## smartcopy local benchmark');
+print('## smartcopy benchmark');
 print();
 print(`- machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, ${machine.kernel}, node ${machine.node}`);
 print(`- destination fs: ${machine.dstFs}: ${machine.dstNote}; source fs: ${machine.srcFs}, page cache warm`);
 print(`- tools: smartcopy ${machine.smartcopy ?? 'missing'}${gitRev ? ` @ ${gitRev}` : ''}; ${machine.cp ?? 'cp ?'}; ${machine.rsync ?? 'rsync not installed'}`);
+if (machine.agent) print(`- tcp: ${machine.agent}`);
+if (machine.rsyncd) print(`- tcp: rsync daemon ${machine.rsyncd}`);
 print(`- scale ${SCALE}, data ${DATA}`);
 
 for (const sc of active) {
@@ -694,6 +1116,13 @@ for (const sc of active) {
 }
 machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
 saveResults();
+stopServers();
+
+const tcpDone = results.scenarios.filter((s) => s.group === 'tcp');
+if (tcpDone.length) {
+  print();
+  print(wireTable(tcpDone));
+}
 
 print();
 const judged = results.scenarios.filter((s) => s.goalResult.verdict !== 'n/a');

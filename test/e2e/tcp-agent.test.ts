@@ -281,3 +281,23 @@ describe('TCP agent: modes', () => {
     assert.equal(await agent.stop('SIGTERM'), 0);
   });
 });
+
+describe('TCP agent: one long-lived agent, many sessions', () => {
+  it('a push to a path deleted since the last session recreates it', async () => {
+    const root = tempDir('life-root');
+    const src = tempDir('life-src');
+    const agent = await startAgent(root);
+    try {
+      writeFile(src, 'deep/er/file.txt', 'x');
+      for (let i = 0; i < 3; i++) {
+        const r = await runCli([src, `127.0.0.1:${agent.port}:/again`]);
+        assert.equal(r.code, 0, `run ${i}: ${r.stderr}`);
+        assert.equal(fs.readFileSync(path.join(root, 'again/deep/er/file.txt'), 'utf8'), 'x');
+        fs.rmSync(path.join(root, 'again'), { recursive: true });
+      }
+    } finally {
+      await agent.stop();
+      cleanup(root, src);
+    }
+  });
+});

@@ -44,6 +44,15 @@ export class PathJail {
     this.prefixLatin1 = this.prefix.toString('latin1');
   }
 
+  /**
+   * A jail on the same (already resolved) root with its own, empty cache of verified directories.
+   * The cache must not outlive a session: directories removed between sessions would otherwise
+   * still count as present.
+   */
+  fresh(): PathJail {
+    return new PathJail(this.root);
+  }
+
   /** Open a jail on `root` (a directory; created with its parents when `create`). */
   static async open(root: string, opts: { create?: boolean } = {}): Promise<PathJail> {
     if (opts.create) {

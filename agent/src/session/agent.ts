@@ -206,7 +206,9 @@ export class Agent {
         this.refuseBusy(sc);
         return;
       }
-      const applier = new Applier(this.jail, {
+      // Each session verifies directories afresh (the jail caches what it checked).
+      const jail = this.jail.fresh();
+      const applier = new Applier(jail, {
         fsync: h.features.includes(FEATURE_FSYNC),
         preserveOwner: process.getuid?.() === 0,
       });
@@ -219,7 +221,7 @@ export class Agent {
           batcher: new NativeBatcher(applier),
           stats: { files: 0, bytes: 0 },
         },
-        sender: { jail: this.jail, features: h.features },
+        sender: { jail, features: h.features },
         streams: 0,
       };
       this.sessions.set(h.sessionId, s);
@@ -242,7 +244,7 @@ export class Agent {
     if (sc.receiver!.handle(f)) return;
     switch (f.type) {
       case MsgType.LIST_REQUEST:
-        serveList(sc.ch, this.jail, f.header as ListRequest, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
+        serveList(sc.ch, sc.session!.sender.jail, f.header as ListRequest, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
         return;
       case MsgType.READ_REQUEST:
         serveRead(sc.ch, sc.session!.sender, f.header as ReadRequest, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
@@ -261,14 +263,31 @@ export class Agent {
         if (!(f.header as Ping).reply) sc.ch.send(MsgType.PING, { reply: true, nonce: (f.header as Ping).nonce });
         return;
       case MsgType.BYE:
+        // The stream leaves its session but stays open: a client's connection pool may start
+        // another session on it with a new HELLO (or simply close it).
         sc.ch.send(MsgType.BYE, {});
-        void sc.ch.stream.end().catch(() => {});
+        void this.detach(sc);
         return;
       case MsgType.ERROR:
         return;
       default:
         throw new ProtocolError('SC_ERR_PROTOCOL', `unexpected ${msgTypeName(f.type)} frame`);
     }
+  }
+
+  private async detach(sc: StreamCtx): Promise<void> {
+    const receiver = sc.receiver;
+    const s = sc.session;
+    sc.receiver = undefined;
+    sc.session = undefined;
+    sc.hello = undefined;
+    sc.state = 'hello';
+    sc.serverNonce = newNonce();
+    sc.abort.abort();
+    sc.abort = new AbortController();
+    this.resetIdle(sc);
+    await receiver?.abandon();
+    if (s && --s.streams === 0) this.sessions.delete(s.id);
   }
 
   private async onClosed(sc: StreamCtx, err: SmartcopyError | undefined): Promise<void> {

@@ -14,6 +14,8 @@ import {
 } from '@smartcopy/protocol';
 import type { Channel } from '@smartcopy/agent';
 
+const BYE_TIMEOUT_MS = 5000;
+
 export interface Listing {
   missing: boolean;
   isFile: boolean;
@@ -39,6 +41,7 @@ export class ClientStream {
   private settledWaiters: Array<() => void> = [];
   private dead: SmartcopyError | undefined;
   extra: ((f: Frame) => boolean) | undefined;
+  private byeWaiter: ((ok: boolean) => void) | undefined;
 
   constructor(
     readonly ch: Channel,
@@ -148,6 +151,8 @@ export class ClientStream {
       case MsgType.PING:
         return;
       case MsgType.BYE:
+        this.byeWaiter?.(true);
+        this.byeWaiter = undefined;
         return;
       default:
         if (this.extra?.(f)) return;
@@ -184,16 +189,32 @@ export class ClientStream {
     this.lists.clear();
     for (const r of this.resumes.values()) r.reject(this.dead);
     this.resumes.clear();
+    this.byeWaiter?.(false);
+    this.byeWaiter = undefined;
     this.wakeSettled();
   }
 
-  /** Orderly end: BYE, wait for the agent's BYE/end, close. */
-  async bye(): Promise<void> {
-    if (!this.ch.isOpen) return;
+  /**
+   * Orderly end of this stream's part in the session: BYE, and wait for the agent's BYE. With
+   * `keep`, the stream stays open for another session (returns true when it can be reused);
+   * otherwise it is ended and closed.
+   */
+  async bye(opts: { keep?: boolean } = {}): Promise<boolean> {
+    if (!this.ch.isOpen || this.dead) {
+      await this.ch.close();
+      return false;
+    }
+    const answered = new Promise<boolean>((resolve) => {
+      this.byeWaiter = resolve;
+      setTimeout(() => resolve(false), BYE_TIMEOUT_MS).unref();
+    });
     this.ch.send(MsgType.BYE, {});
+    const ok = await answered;
+    if (opts.keep && ok && this.ch.isOpen && this.pending.size === 0) return true;
     await this.ch.stream.end().catch(() => {});
-    await Promise.race([this.ch.whenClosed(), new Promise((r) => setTimeout(r, 5000).unref())]);
+    await Promise.race([this.ch.whenClosed(), new Promise((r) => setTimeout(r, BYE_TIMEOUT_MS).unref())]);
     await this.ch.close();
+    return false;
   }
 }
 

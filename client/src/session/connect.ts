@@ -32,10 +32,28 @@ export function newSessionId(): string {
   return randomBytes(12).toString('base64url');
 }
 
-/** Open one stream and run Hello / Welcome / Auth on it. */
+/** Streams that ended a session cleanly (BYE answered) and may carry the next one. */
+const idleChannels = new WeakMap<Connection, Channel[]>();
+
+/** Keep a stream whose session ended cleanly for the next session on the same connection. */
+export function recycleChannel(conn: Connection, ch: Channel): void {
+  let list = idleChannels.get(conn);
+  if (!list) idleChannels.set(conn, (list = []));
+  list.push(ch);
+}
+
+async function takeChannel(conn: Connection, signal?: AbortSignal): Promise<Channel> {
+  const list = idleChannels.get(conn);
+  while (list && list.length > 0) {
+    const ch = list.pop()!;
+    if (ch.isOpen) return ch;
+  }
+  return new Channel(await conn.openStream({ signal }));
+}
+
+/** Open one stream (or reuse an idle one of this connection) and run Hello / Welcome / Auth on it. */
 export async function openChannel(conn: Connection, o: HandshakeOptions): Promise<{ ch: Channel; welcome: Welcome }> {
-  const stream = await conn.openStream({ signal: o.signal });
-  const ch = new Channel(stream);
+  const ch = await takeChannel(conn, o.signal);
   const clientNonce = newNonce();
   try {
     const welcome = await new Promise<Welcome>((resolve, reject) => {

@@ -18,8 +18,9 @@ import { makePlan, type Plan, type SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
 import { reportDryRun, reportPlanned } from '../progress/report.js';
 import { ClientStream } from '../session/client-stream.js';
-import { newSessionId, openChannel } from '../session/connect.js';
+import { newSessionId, openChannel, recycleChannel } from '../session/connect.js';
 import type { Target } from '../targets.js';
+import type { RunDeps } from '../run.js';
 import { finishStreams, hasChunks, openMoreStreams, wireBytes, chunkTransferId } from './streams.js';
 
 /** Items per READ_REQUEST and results a stream may have outstanding. */
@@ -30,12 +31,13 @@ const WINDOW = 256;
  * Pull: the agent sends, this process receives with the same receiver the agent uses for a push
  * (StreamReceiver over the same frames), writing through a local Applier.
  */
-export async function pull(cfg: Config, src: Extract<Target, { kind: 'tcp' }>, dst: Extract<Target, { kind: 'local' }>, acct: Accounting, events: RunEvents, signal: AbortSignal): Promise<void> {
+export async function pull(cfg: Config, src: Extract<Target, { kind: 'tcp' }>, dst: Extract<Target, { kind: 'local' }>, acct: Accounting, events: RunEvents, signal: AbortSignal, deps: RunDeps = {}): Promise<void> {
   let endpoint: Endpoint | undefined;
+  let completed = false;
   const streams: ClientStream[] = [];
   let applier: Applier | undefined;
   try {
-    endpoint = await openRemote(src, signal);
+    endpoint = await openRemote(src, signal, deps.pool);
     const hs = { sessionId: newSessionId(), count: cfg.streams, token: cfg.token, fsync: cfg.fsync, signal };
     const first = await openChannel(endpoint.conn, { ...hs, index: 0 });
     const control = new ClientStream(first.ch, 0, (e) => events.error(e));
@@ -103,17 +105,19 @@ export async function pull(cfg: Config, src: Extract<Target, { kind: 'tcp' }>, d
     reportPlanned(plan, acct, events, cfg, src.display, dst.path);
     if (cfg.dryRun) {
       reportDryRun(plan, acct, events);
-      await control.bye();
+      if (await control.bye({ keep: endpoint.recycle })) recycleChannel(endpoint.conn, control.ch);
+      completed = true;
       return;
     }
     await openMoreStreams(endpoint.conn, hs, Math.min(cfg.streams, Math.max(1, plan.files.length)), streams, events);
     await executePull(plan, { cfg, streams, control, applier, acct, events, signal, chunks: hasChunks(first.welcome.features) });
     acct.wireBytes = wireBytes(streams);
-    await finishStreams(streams, plan.files.length > 0, signal);
+    await finishStreams(streams, plan.files.length > 0, signal, endpoint.recycle ? endpoint.conn : undefined);
+    completed = true;
   } finally {
     if (signal.aborted) for (const s of streams) s.ch.abort();
     await applier?.discardAll().catch(() => {});
-    await endpoint?.close();
+    await endpoint?.close(completed);
   }
 }
 

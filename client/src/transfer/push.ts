@@ -10,8 +10,9 @@ import { makePlan, type SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
 import { reportDryRun, reportPlanned, reportScanErrors } from '../progress/report.js';
 import { ClientStream } from '../session/client-stream.js';
-import { newSessionId, openChannel } from '../session/connect.js';
+import { newSessionId, openChannel, recycleChannel } from '../session/connect.js';
 import type { Target } from '../targets.js';
+import type { RunDeps } from '../run.js';
 import { executePlan } from './execute.js';
 import { finishStreams, hasChunks, openMoreStreams, wireBytes } from './streams.js';
 import { TokenBucket } from '@smartcopy/agent';
@@ -50,7 +51,7 @@ function scanLocalSource(cfg: Config, srcAbs: string, signal: AbortSignal): Prom
  * Push: the local side sends. The destination is a local directory (served by an in-process
  * agent over the memory transport) or a remote agent; the session is the same.
  */
-export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>, dst: Target, acct: Accounting, events: RunEvents, signal: AbortSignal): Promise<void> {
+export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>, dst: Target, acct: Accounting, events: RunEvents, signal: AbortSignal, deps: RunDeps = {}): Promise<void> {
   const srcAbs = path.resolve(src.path);
   const srcBuf = Buffer.from(srcAbs);
   const filesFrom = cfg.filesFrom ? await readFilesFrom(cfg.filesFrom) : undefined;
@@ -58,9 +59,10 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
   const srcScan: Promise<SourceListing> = filesFrom ? scanFilesFrom(cfg, srcAbs, filesFrom, signal) : scanLocalSource(cfg, srcAbs, signal);
   srcScan.catch(() => {});
   let endpoint: Endpoint | undefined;
+  let completed = false;
   const streams: ClientStream[] = [];
   try {
-    endpoint = dst.kind === 'local' ? await openLocal(dst.path) : await openRemote(dst, signal);
+    endpoint = dst.kind === 'local' ? await openLocal(dst.path) : await openRemote(dst, signal, deps.pool);
     const count = endpoint.conn.features.sameHost ? cfg.threads : cfg.streams;
     const hs = { sessionId: newSessionId(), count, token: cfg.token, fsync: cfg.fsync, signal };
     const first = await openChannel(endpoint.conn, { ...hs, index: 0 });
@@ -98,7 +100,8 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
     reportPlanned(plan, acct, events, cfg, src.path, endpoint.display);
     if (cfg.dryRun) {
       reportDryRun(plan, acct, events);
-      await control.bye();
+      if (await control.bye({ keep: endpoint.recycle })) recycleChannel(endpoint.conn, control.ch);
+      completed = true;
       return;
     }
 
@@ -124,9 +127,10 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
       resume: first.welcome.features.includes(FEATURE_RESUME),
     });
     if (!endpoint.conn.features.sameHost) acct.wireBytes = wireBytes(streams);
-    await finishStreams(streams, plan.files.length + plan.mkdirs.length > 0, signal);
+    await finishStreams(streams, plan.files.length + plan.mkdirs.length > 0, signal, endpoint.recycle ? endpoint.conn : undefined);
+    completed = true;
   } finally {
     if (signal.aborted) for (const s of streams) s.ch.abort();
-    await endpoint?.close();
+    await endpoint?.close(completed);
   }
 }

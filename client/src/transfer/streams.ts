@@ -2,7 +2,7 @@ import { FEATURE_CHUNKS, SmartcopyError } from '@smartcopy/protocol';
 import type { Connection } from '@smartcopy/transports';
 import type { RunEvents } from '../progress/accounting.js';
 import { ClientStream } from '../session/client-stream.js';
-import { openChannel, type HandshakeOptions } from '../session/connect.js';
+import { openChannel, recycleChannel, type HandshakeOptions } from '../session/connect.js';
 
 /** Open streams 1..count-1 next to the control stream, in parallel. A stream that fails to open is reported; the others carry on. */
 export async function openMoreStreams(
@@ -25,11 +25,18 @@ export async function openMoreStreams(
   }
 }
 
-/** Close every stream in order (BYE), and raise the reason when all of them died. */
-export async function finishStreams(streams: ClientStream[], hadWork: boolean, signal: AbortSignal): Promise<void> {
+/**
+ * End every stream's session (BYE), and raise the reason when all of them died. With `recycle`,
+ * streams whose BYE was answered are kept on the connection for the next job (connection pool).
+ */
+export async function finishStreams(streams: ClientStream[], hadWork: boolean, signal: AbortSignal, recycle?: Connection): Promise<void> {
   const dead = streams.map((s) => s.failure).find((f) => f && f.code !== 'SC_ERR_CONNECTION_CLOSED');
   const lost = streams.every((s) => s.failure);
-  await Promise.all(streams.map((s) => s.bye()));
+  await Promise.all(
+    streams.map(async (s) => {
+      if (await s.bye({ keep: recycle !== undefined && !signal.aborted })) recycleChannel(recycle!, s.ch);
+    }),
+  );
   if (lost && hadWork && !signal.aborted) {
     throw dead ?? streams[0]!.failure ?? new SmartcopyError('SC_ERR_CONNECTION_CLOSED', 'connection lost');
   }
