@@ -1,10 +1,13 @@
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import {
   Compression,
   MsgType,
   SmartcopyError,
   createHasher,
   fromSystemError,
+  hashBuffer,
+  initCodecs,
+  xxh64,
   lz4Compress,
   shouldSendCompressed,
   type HashAlgo,
@@ -46,11 +49,11 @@ export interface WireEntry {
 }
 
 /** Buffers in flight per file: one being sent while the next is read. */
-const IN_FLIGHT = 2;
+const IN_FLIGHT = 4;
 
-async function openSource(src: Buffer, display: string): Promise<fs.FileHandle> {
+async function openSource(src: Buffer, display: string): Promise<fs.promises.FileHandle> {
   try {
-    return await fs.open(src, 'r');
+    return await fs.promises.open(src, 'r');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT') throw new SmartcopyError('SC_ERR_VANISHED', `${display}: vanished before it could be sent`, { path: display });
@@ -64,7 +67,7 @@ async function openSource(src: Buffer, display: string): Promise<fs.FileHandle> 
  */
 async function streamRange(
   ch: Channel,
-  fh: fs.FileHandle,
+  fh: fs.promises.FileHandle,
   fileId: number,
   offset: number,
   length: number,
@@ -132,6 +135,7 @@ export async function sendWholeFile(ch: Channel, fileId: number, src: Buffer, en
     if (!ch.send(MsgType.FILE_END, { fileId, verifyHash })) await ch.drain();
     return;
   }
+  if (entry.size <= SMALL_READ_MAX) return sendSmallFile(ch, fileId, src, entry, display, opts);
   const fh = await openSource(src, display);
   try {
     const hasher = await createHasher(opts.hashAlgo);
@@ -152,6 +156,50 @@ export async function sendWholeFile(ch: Channel, fileId: number, src: Buffer, en
   } finally {
     await fh.close().catch(() => {});
   }
+}
+
+/**
+ * Files up to this size are read with one blocking call and sent as three frames in one write.
+ * A promise-based open/read/close costs ~100 us of main-thread time per file here, a blocking
+ * read of a small file a few; for many small files that is the difference between 4 s and 1 s
+ * per 20,000 files.
+ */
+export const SMALL_READ_MAX = 256 * 1024;
+
+let codecsReady: Promise<void> | undefined;
+
+async function sendSmallFile(ch: Channel, fileId: number, src: Buffer, entry: WireEntry, display: string, opts: SendOptions): Promise<void> {
+  let data: Buffer;
+  try {
+    data = fs.readFileSync(src);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new SmartcopyError('SC_ERR_VANISHED', `${display}: vanished before it could be sent`, { path: display });
+    throw fromSystemError(e, 'read', display);
+  }
+  if (data.length !== entry.size) {
+    throw new SmartcopyError('SC_ERR_VANISHED', `${display}: changed size while being sent (${data.length} of ${entry.size} bytes); run again`, { path: display });
+  }
+  let hash: Buffer;
+  if (opts.hashAlgo === 'xxhash64') {
+    await (codecsReady ??= initCodecs());
+    hash = xxh64(data);
+  } else hash = await hashBuffer(opts.hashAlgo, data);
+  const verifyHash = opts.verifyAlgo ? await hashBuffer(opts.verifyAlgo, data) : undefined;
+  let payload: Buffer = data;
+  let compression: number = Compression.NONE;
+  if (opts.compress && data.length > 0) {
+    const c = await lz4Compress(data);
+    if (shouldSendCompressed(data.length, c.length)) {
+      payload = c;
+      compression = Compression.LZ4;
+    }
+  }
+  if (opts.throttle) await opts.throttle(payload.length);
+  ch.send(MsgType.FILE_BEGIN, { fileId, entry, hashAlgo: opts.hashAlgo, verify: verifyHash !== undefined, verifyAlgo: opts.verifyAlgo ?? '', fsync: opts.fsync });
+  if (data.length > 0) ch.send(MsgType.DATA, { fileId, offset: 0, rawLength: data.length, compression }, payload);
+  opts.onBytes?.(data.length, payload.length);
+  if (!ch.send(MsgType.FILE_END, { fileId, hash, verifyHash })) await ch.drain();
 }
 
 /** Send one chunk of a large file: CHUNK_BEGIN, DATA*, CHUNK_END (or a native range copy). Returns the chunk's hash. */
