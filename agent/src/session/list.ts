@@ -3,25 +3,15 @@ import type { PathJail } from '../jail/index.js';
 import { scanTreeInline } from '../scan/index.js';
 import type { ScanEntry } from '../scan/index.js';
 import type { Channel } from './channel.js';
+import type { WireEntry } from '../transfer/send.js';
 import { errorInfo } from './results.js';
 
 /** Entries per MANIFEST frame: big enough to amortise framing, far below the frame limit. */
 const ENTRIES_PER_FRAME = 2048;
 
 /** Wire form of a listing entry (the schema's Entry), with the path replaced. */
-export function toWireEntry(e: ScanEntry, path: Uint8Array = e.path): object {
-  return {
-    path,
-    type: e.type,
-    size: e.size,
-    mtimeSec: e.mtimeSec,
-    mtimeNsec: e.mtimeNsec,
-    mode: e.mode,
-    uid: e.uid,
-    gid: e.gid,
-    linkTarget: e.linkTarget,
-    hash: e.hash,
-  };
+export function toWireEntry(e: ScanEntry, path: Uint8Array = e.path): WireEntry {
+  return { ...e, path };
 }
 
 /**

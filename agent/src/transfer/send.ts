@@ -10,6 +10,7 @@ import {
   xxh64,
   lz4Compress,
   shouldSendCompressed,
+  type Entry,
   type HashAlgo,
   type Hasher,
 } from '@smartcopy/protocol';
@@ -35,18 +36,8 @@ export interface SendOptions {
   onBytes?: (raw: number, wire: number) => void;
 }
 
-/** Wire form of an entry (schema Entry). */
-export interface WireEntry {
-  path: Uint8Array;
-  type: number;
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  linkTarget?: Uint8Array;
-}
+/** An entry as the encoder takes it (schema Entry; absent bytes fields encode as empty). */
+export type WireEntry = Omit<Entry, 'linkTarget' | 'hash'> & { linkTarget?: Uint8Array; hash?: Uint8Array };
 
 /** Buffers in flight per file: one being sent while the next is read. */
 const IN_FLIGHT = 4;

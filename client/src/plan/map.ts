@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { EntryType, type Entry } from '@smartcopy/protocol';
-import { compileRules, type ScanEntry } from '@smartcopy/agent';
+import { compileRules, toWireEntry, type ScanEntry } from '@smartcopy/agent';
 import type { Config } from '../config.js';
 import { joinRel } from '../endpoints.js';
 import { keyOf, type SourceItem } from './plan.js';
@@ -94,20 +94,11 @@ export function fromWire(e: Entry): ScanEntry {
   };
 }
 
+const NO_BYTES = Buffer.alloc(0);
+
 /** A scan entry in the wire Entry shape (for planning against a local listing). */
 export function toEntry(e: ScanEntry): Entry {
-  return {
-    path: e.path,
-    type: e.type,
-    size: e.size,
-    mtimeSec: e.mtimeSec,
-    mtimeNsec: e.mtimeNsec,
-    mode: e.mode,
-    uid: e.uid,
-    gid: e.gid,
-    linkTarget: e.linkTarget ?? Buffer.alloc(0),
-    hash: e.hash ?? Buffer.alloc(0),
-  };
+  return { ...toWireEntry(e), linkTarget: e.linkTarget ?? NO_BYTES, hash: e.hash ?? NO_BYTES };
 }
 
 /**
