@@ -146,9 +146,9 @@ export class CopyPool {
   }
 
   private spawn(): WorkerState {
-    // --input-type (from `node -e` callers) is refused by a worker started from a file
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-    const worker = new Worker(WORKER_URL, { execArgv });
+    // The copy workers need none of the parent's node flags, and some (--input-type from `node -e`,
+    // --trace-gc, ...) make the Worker constructor throw, which would take the agent down.
+    const worker = new Worker(WORKER_URL, { execArgv: [] });
     const w: WorkerState = { worker, inflight: new Map(), dead: false };
     worker.on('message', (msg: { id: number; outcomes: JobOutcome[] }) => {
       const batch = w.inflight.get(msg.id);

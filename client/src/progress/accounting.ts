@@ -80,3 +80,44 @@ export function summaryOf(a: Accounting, exitCode: number, dryRun: boolean, fata
     ...(fatal ? { error: { code: fatal.code, message: fatal.message } } : {}),
   };
 }
+
+/**
+ * Errors that are about the run, not one file (a broken connection, a full disk, an agent that
+ * refuses writes): every file they hit fails, but the user needs to read it once.
+ */
+const RUN_WIDE: ReadonlySet<string> = new Set([
+  'SC_ERR_CONNECTION_CLOSED',
+  'SC_ERR_TIMEOUT',
+  'SC_ERR_NO_SPACE',
+  'SC_ERR_READ_ONLY',
+  'SC_ERR_AUTH',
+  'SC_ERR_BUSY',
+  'SC_ERR_INTERRUPTED',
+  'SC_ERR_ABORTED',
+  'SC_ERR_PROTOCOL',
+  'SC_ERR_PROTOCOL_VERSION',
+  'SC_ERR_MALFORMED_FRAME',
+  'SC_ERR_FRAME_TOO_LARGE',
+]);
+
+export function isRunWide(err: SmartcopyError): boolean {
+  return RUN_WIDE.has(err.code);
+}
+
+/** Lets the first error of each run-wide kind through and counts the repeats. */
+export class ErrorDeduper {
+  private readonly seen = new Map<string, number>();
+
+  /** true when this error should be shown */
+  admit(err: SmartcopyError): boolean {
+    if (!RUN_WIDE.has(err.code)) return true;
+    const n = this.seen.get(err.code) ?? 0;
+    this.seen.set(err.code, n + 1);
+    return n === 0;
+  }
+
+  /** repeats that were not shown, by code */
+  repeats(): Array<[code: string, count: number]> {
+    return [...this.seen].filter(([, n]) => n > 1).map(([c, n]) => [c, n - 1]);
+  }
+}

@@ -1,5 +1,5 @@
 import { formatBytes } from '../cli/sizes.js';
-import type { Accounting, FileAction, RunEvents, Summary } from './accounting.js';
+import { ErrorDeduper, isRunWide, type Accounting, type FileAction, type RunEvents, type Summary } from './accounting.js';
 import type { SmartcopyError } from '@smartcopy/protocol';
 
 function rate(bytes: number, secs: number): string {
@@ -18,6 +18,7 @@ function eta(a: Accounting, secs: number): string {
 /** Human output: a one-line progress meter on stderr, -v file lines and a summary. */
 export class HumanRenderer implements RunEvents {
   private lastLen = 0;
+  private readonly dedupe = new ErrorDeduper();
 
   constructor(
     private readonly a: Accounting,
@@ -43,8 +44,10 @@ export class HumanRenderer implements RunEvents {
   }
 
   error(err: SmartcopyError): void {
+    if (!this.dedupe.admit(err)) return;
     this.clearLine();
-    this.opts.err.write(`smartcopy: ${err.path && !err.message.includes(err.path) ? `${err.path}: ` : ''}${err.message}\n`);
+    const where = err.path && !isRunWide(err) && !err.message.includes(err.path) ? `${err.path}: ` : '';
+    this.opts.err.write(`smartcopy: ${where}${err.message}\n`);
   }
 
   tick(): void {
@@ -64,6 +67,9 @@ export class HumanRenderer implements RunEvents {
   summary(s: Summary): void {
     if (this.opts.progress && !this.opts.quiet) this.tick();
     this.clearLine();
+    for (const [code, n] of this.dedupe.repeats()) {
+      this.opts.err.write(`smartcopy: ${n} more failure${n === 1 ? '' : 's'} for the same reason (${code})\n`);
+    }
     if (this.opts.quiet || (!this.opts.progress && this.opts.verbose === 0)) return;
     const parts = [
       `${s.filesCopied} copied`,
@@ -82,6 +88,7 @@ export class HumanRenderer implements RunEvents {
 /** --json: one JSON object per line on stdout. The event schema is documented in the README. */
 export class JsonRenderer implements RunEvents {
   private lastTick = 0;
+  private readonly dedupe = new ErrorDeduper();
 
   constructor(
     private readonly a: Accounting,
@@ -108,6 +115,8 @@ export class JsonRenderer implements RunEvents {
   }
 
   error(err: SmartcopyError): void {
+    // each file event carries its own error; a run-wide one is reported as an error event once
+    if (!this.dedupe.admit(err)) return;
     this.emit({ event: 'error', code: err.code, message: err.message, ...(err.path ? { path: err.path } : {}) });
   }
 
