@@ -29,7 +29,7 @@ import { displayOf, errorInfo, resultError, resultOk, type ResultInit } from './
 /** Bytes of DATA we accept ahead of the disk before pausing the stream (backpressure). */
 const MAX_PENDING_BYTES = 32 * 1024 * 1024;
 /** Files we accept ahead of the disk (small native copies) before pausing the stream. */
-const MAX_PENDING_OPS = 1024;
+const MAX_PENDING_OPS = 4096;
 
 /** What every receiving stream of one session shares. */
 export interface ReceiverContext {

@@ -7,7 +7,7 @@ import type { ClientStream } from '../session/client-stream.js';
 import { chunkTransferId } from './streams.js';
 
 /** Files a stream may have in flight before it waits for results (pipelining small files). */
-const WINDOW_FILES = 256;
+const WINDOW_FILES = 1024;
 
 export interface ExecuteContext {
   streams: ClientStream[];
