@@ -5,6 +5,7 @@ import {
   SmartcopyError,
   createHasher,
   fromSystemError,
+  isHashAlgo,
   lz4Decompress,
   type ChunkBegin,
   type ChunkEnd,
@@ -66,6 +67,14 @@ interface ChunkState {
 
 export function metaOf(e: Entry): FileMeta {
   return { size: e.size, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, mode: e.mode, uid: e.uid, gid: e.gid };
+}
+
+/** A hasher for a name the peer sent; an unknown name is a protocol error, not a crash. */
+function hasherFor(name: string): Promise<Hasher> {
+  if (!isHashAlgo(name)) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', `unknown hash algorithm ${JSON.stringify(name.slice(0, 40))}`);
+  const p = createHasher(name);
+  p.catch(() => {}); // awaited where it is used; never an unhandled rejection
+  return p;
 }
 
 function requireEntry(e: Entry | null, what: string): Entry {
@@ -165,7 +174,7 @@ export class StreamReceiver {
       const part = this.ctx.applier.createFile(entry.path, meta, transferIdOf(h.fileId, this.ch));
       part.catch((e: unknown) => (st.error ??= fromSystemError(e, 'create', displayOf(entry.path))));
       st.part = part;
-      if (h.hashAlgo) st.hasher = createHasher(h.hashAlgo as HashAlgo);
+      if (h.hashAlgo) st.hasher = hasherFor(h.hashAlgo);
     }
     this.files.set(h.fileId, st);
     this.track(0, 1);
@@ -276,7 +285,7 @@ export class StreamReceiver {
     const cs: ChunkState = {
       begin: h,
       shared,
-      hasher: h.hashAlgo && h.nativeSource.length === 0 ? createHasher(h.hashAlgo as HashAlgo) : undefined,
+      hasher: h.hashAlgo && h.nativeSource.length === 0 ? hasherFor(h.hashAlgo) : undefined,
       chain: shared.then(() => {}),
       received: 0,
       error: undefined,

@@ -34,6 +34,15 @@ export interface SendOptions {
   throttle?: (bytes: number) => Promise<void>;
   /** called with the bytes of every DATA frame as it leaves (raw, wire) for progress/statistics */
   onBytes?: (raw: number, wire: number) => void;
+  /** never follow a symlink as the file itself (an agent serving a pull: links may point out of its root) */
+  noFollow?: boolean;
+}
+
+/** O_NOFOLLOW where the platform has it (not on Windows, which has no such links to follow here). */
+const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
+
+function readFlags(opts: SendOptions): number {
+  return fs.constants.O_RDONLY | (opts.noFollow ? O_NOFOLLOW : 0);
 }
 
 /** An entry as the encoder takes it (schema Entry; absent bytes fields encode as empty). */
@@ -42,14 +51,19 @@ export type WireEntry = Omit<Entry, 'linkTarget' | 'hash'> & { linkTarget?: Uint
 /** Buffers in flight per file: one being sent while the next is read. */
 const IN_FLIGHT = 4;
 
-async function openSource(src: Buffer, display: string): Promise<fs.promises.FileHandle> {
+async function openSource(src: Buffer, display: string, opts: SendOptions): Promise<fs.promises.FileHandle> {
   try {
-    return await fs.promises.open(src, 'r');
+    return await fs.promises.open(src, readFlags(opts));
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new SmartcopyError('SC_ERR_VANISHED', `${display}: vanished before it could be sent`, { path: display });
-    throw fromSystemError(e, 'open', display);
+    throw sourceError(e, display);
   }
+}
+
+function sourceError(e: unknown, display: string): SmartcopyError {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOENT') return new SmartcopyError('SC_ERR_VANISHED', `${display}: vanished before it could be sent`, { path: display });
+  if (err.code === 'ELOOP') return new SmartcopyError('SC_ERR_PATH_ESCAPE', `${display}: is a symbolic link; refusing to follow it`, { path: display });
+  return fromSystemError(e, 'read', display);
 }
 
 /**
@@ -97,15 +111,17 @@ async function streamRange(
     if (opts.throttle) await opts.throttle(payload.length);
     const header = { fileId, offset: pos, rawLength: n, compression };
     let ok = true;
-    inflight.push(
-      new Promise<void>((resolve, reject) => {
-        ok = ch.send(MsgType.DATA, header, payload, (err) => {
-          opts.pool.release(buf);
-          if (err) reject(err);
-          else resolve();
-        });
-      }),
-    );
+    const sent = new Promise<void>((resolve, reject) => {
+      ok = ch.send(MsgType.DATA, header, payload, (err) => {
+        opts.pool.release(buf);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+    // When the stream dies, every in-flight send rejects; the first await reports it and the
+    // others must not surface as unhandled rejections (which end the process).
+    sent.catch(() => {});
+    inflight.push(sent);
     opts.onBytes?.(n, payload.length);
     pos += n;
     // Respect the stream's high-water mark before reading more.
@@ -127,7 +143,7 @@ export async function sendWholeFile(ch: Channel, fileId: number, src: Buffer, en
     return;
   }
   if (entry.size <= SMALL_READ_MAX) return sendSmallFile(ch, fileId, src, entry, display, opts);
-  const fh = await openSource(src, display);
+  const fh = await openSource(src, display, opts);
   try {
     const hasher = await createHasher(opts.hashAlgo);
     const strong = opts.verifyAlgo ? await createHasher(opts.verifyAlgo) : undefined;
@@ -162,11 +178,14 @@ let codecsReady: Promise<void> | undefined;
 async function sendSmallFile(ch: Channel, fileId: number, src: Buffer, entry: WireEntry, display: string, opts: SendOptions): Promise<void> {
   let data: Buffer;
   try {
-    data = fs.readFileSync(src);
+    const fd = fs.openSync(src, readFlags(opts));
+    try {
+      data = fs.readFileSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new SmartcopyError('SC_ERR_VANISHED', `${display}: vanished before it could be sent`, { path: display });
-    throw fromSystemError(e, 'read', display);
+    throw sourceError(e, display);
   }
   if (data.length !== entry.size) {
     throw new SmartcopyError('SC_ERR_VANISHED', `${display}: changed size while being sent (${data.length} of ${entry.size} bytes); run again`, { path: display });
@@ -210,7 +229,7 @@ export async function sendChunk(
     if (!ch.send(MsgType.CHUNK_END, { fileId, offset })) await ch.drain();
     return Buffer.alloc(0);
   }
-  const fh = await openSource(src, display);
+  const fh = await openSource(src, display, opts);
   try {
     const hasher = await createHasher(opts.hashAlgo);
     ch.send(MsgType.CHUNK_BEGIN, { fileId, entry, offset, length, hashAlgo: opts.hashAlgo, transferId });

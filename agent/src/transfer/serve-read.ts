@@ -28,6 +28,7 @@ export async function serveRead(ch: Channel, cfg: SenderConfig, req: ReadRequest
     fsync: false,
     pool: sharedPool(),
     throttle: undefined,
+    noFollow: true,
   };
   if (req.bandwidthLimit > 0) {
     cfg.bucket ??= new TokenBucket(req.bandwidthLimit);

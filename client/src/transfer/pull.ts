@@ -294,6 +294,8 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
         })),
       });
       events.tick();
+      // Let the other streams take their share before this one asks for more.
+      await new Promise<void>((r) => setImmediate(r));
     }
     await Promise.all(waits);
   };

@@ -47,7 +47,12 @@ export class TcpStream extends AbstractStream {
 
   protected override sendAbort(): void {
     // RST, so the peer sees ECONNRESET rather than a clean end
-    if (!this.#socket.destroyed) this.#socket.resetAndDestroy();
+    if (this.#socket.destroyed) return;
+    // After our FIN (end() pending), resetAndDestroy() leaves the socket handle open in Node 20,
+    // which keeps the process alive (an agent stopping with a client still connected); a plain
+    // destroy() closes it.
+    if (this.#socket.writableEnded) this.#socket.destroy();
+    else this.#socket.resetAndDestroy();
   }
 
   protected override sendPause(): void {
