@@ -6,16 +6,13 @@ import {
   ProtocolError,
   SOFTWARE_VERSION,
   SUPPORTED_FEATURES,
+  HandlerTable,
   SmartcopyError,
   msgTypeName,
   negotiate,
   type Auth,
   type Frame,
   type Hello,
-  type ListRequest,
-  type Ping,
-  type ReadRequest,
-  type ResumeQuery,
 } from '@smartcopy/protocol';
 import type { Stream } from '@smartcopy/transports';
 import { Applier } from '../apply/index.js';
@@ -240,40 +237,39 @@ export class Agent {
     sc.ch.fail(new SmartcopyError('SC_ERR_BUSY', `the agent is busy: ${max} sessions active (--max-sessions); try again later`, { retryable: true }));
   }
 
+  /** Frames of a stream inside a session that are not receiver frames, by type. */
+  private readonly sessionFrames = new HandlerTable<StreamCtx>('in a session')
+    .on(MsgType.LIST_REQUEST, (f, sc) => {
+      serveList(sc.ch, sc.session!.sender.jail, f.header, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
+    })
+    .on(MsgType.READ_REQUEST, (f, sc) => {
+      serveRead(sc.ch, sc.session!.sender, f.header, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
+    })
+    .on(MsgType.RESUME_QUERY, (f, sc) => {
+      const q = f.header;
+      // A read-only agent never holds partial uploads; others offer the chunks that still check.
+      const chunks = this.cfg.readOnly ? Promise.resolve([]) : sc.session!.receiver.applier.verifiedChunks(q.path, q.transferId);
+      chunks.then(
+        (list) => sc.ch.isOpen && sc.ch.send(MsgType.RESUME_INFO, { requestId: q.requestId, chunks: list }),
+        (e: unknown) => sc.ch.fail(e),
+      );
+    })
+    .on(MsgType.PING, (f, sc) => {
+      if (!f.header.reply) sc.ch.send(MsgType.PING, { reply: true, nonce: f.header.nonce });
+    })
+    .on(MsgType.BYE, (_f, sc) => {
+      // The stream leaves its session but stays open: a client's connection pool may start
+      // another session on it with a new HELLO (or simply close it).
+      sc.ch.send(MsgType.BYE, {});
+      void this.detach(sc);
+    })
+    .on(MsgType.ERROR, () => {});
+
   private onSessionFrame(sc: StreamCtx, f: Frame): void {
     if (sc.receiver!.handle(f)) return;
-    switch (f.type) {
-      case MsgType.LIST_REQUEST:
-        serveList(sc.ch, sc.session!.sender.jail, f.header as ListRequest, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
-        return;
-      case MsgType.READ_REQUEST:
-        serveRead(sc.ch, sc.session!.sender, f.header as ReadRequest, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
-        return;
-      case MsgType.RESUME_QUERY: {
-        const q = f.header as ResumeQuery;
-        // A read-only agent never holds partial uploads; others report what their chunk log says.
-        const chunks = this.cfg.readOnly ? Promise.resolve([]) : sc.session!.receiver.applier.verifiedChunks(q.path, q.transferId);
-        chunks.then(
-          (list) => sc.ch.isOpen && sc.ch.send(MsgType.RESUME_INFO, { requestId: q.requestId, chunks: list }),
-          (e: unknown) => sc.ch.fail(e),
-        );
-        return;
-      }
-      case MsgType.PING:
-        if (!(f.header as Ping).reply) sc.ch.send(MsgType.PING, { reply: true, nonce: (f.header as Ping).nonce });
-        return;
-      case MsgType.BYE:
-        // The stream leaves its session but stays open: a client's connection pool may start
-        // another session on it with a new HELLO (or simply close it).
-        sc.ch.send(MsgType.BYE, {});
-        void this.detach(sc);
-        return;
-      case MsgType.ERROR:
-        return;
-      default:
-        throw new ProtocolError('SC_ERR_PROTOCOL', `unexpected ${msgTypeName(f.type)} frame`);
-    }
+    void this.sessionFrames.dispatch(f, sc);
   }
+
 
   private async detach(sc: StreamCtx): Promise<void> {
     const receiver = sc.receiver;

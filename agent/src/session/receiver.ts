@@ -5,6 +5,7 @@ import {
   SmartcopyError,
   createHasher,
   fromSystemError,
+  HandlerTable,
   isHashAlgo,
   lz4Decompress,
   type ChunkBegin,
@@ -104,22 +105,26 @@ export class StreamReceiver {
     private readonly report?: (result: ResultInit) => void,
   ) {}
 
+  /** The frames a receiving stream handles, by type. */
+  private static readonly frames = new HandlerTable<StreamReceiver>('receiving')
+    .on(MsgType.FILE_BEGIN, (f, r) => r.fileBegin(f.header))
+    .on(MsgType.DATA, (f, r) => r.data(f.header, f.payload))
+    .on(MsgType.FILE_END, (f, r) => r.fileEnd(f.header))
+    .on(MsgType.CHUNK_BEGIN, (f, r) => r.chunkBegin(f.header))
+    .on(MsgType.CHUNK_END, (f, r) => r.chunkEnd(f.header))
+    .on(MsgType.COMMIT, (f, r) => r.commit(f.header))
+    .on(MsgType.MKDIR, (f, r) => r.op(f.header.requestId, () => r.mkdir(f.header)))
+    .on(MsgType.SYMLINK, (f, r) => r.op(f.header.requestId, () => r.symlink(f.header)))
+    .on(MsgType.DELETE, (f, r) => r.op(f.header.requestId, () => r.remove(f.header)))
+    .on(MsgType.FINISH, (f, r) => r.op(f.header.requestId, () => r.finishDirs(f.header)));
+
   /** Returns true when the frame was a receiver frame and has been taken care of. */
   handle(f: Frame): boolean {
-    switch (f.type) {
-      case MsgType.FILE_BEGIN: this.fileBegin(f.header as FileBegin); return true;
-      case MsgType.DATA: this.data(f.header as Data, f.payload); return true;
-      case MsgType.FILE_END: this.fileEnd(f.header as FileEnd); return true;
-      case MsgType.CHUNK_BEGIN: this.chunkBegin(f.header as ChunkBegin); return true;
-      case MsgType.CHUNK_END: this.chunkEnd(f.header as ChunkEnd); return true;
-      case MsgType.COMMIT: this.commit(f.header as Commit); return true;
-      case MsgType.MKDIR: this.op((f.header as Mkdir).requestId, () => this.mkdir(f.header as Mkdir)); return true;
-      case MsgType.SYMLINK: this.op((f.header as Symlink).requestId, () => this.symlink(f.header as Symlink)); return true;
-      case MsgType.DELETE: this.op((f.header as Delete).requestId, () => this.remove(f.header as Delete)); return true;
-      case MsgType.FINISH: this.op((f.header as Finish).requestId, () => this.finishDirs(f.header as Finish)); return true;
-      default: return false;
-    }
+    if (!StreamReceiver.frames.has(f.type)) return false;
+    void StreamReceiver.frames.dispatch(f, this);
+    return true;
   }
+
 
   private checkWritable(): void {
     if (this.ctx.readOnly) {

@@ -1,15 +1,12 @@
 import {
+  HandlerTable,
   MsgType,
   ProtocolError,
   SmartcopyError,
   errorFromFrame,
-  msgTypeName,
   type Entry,
-  type ErrorMsg,
   type Frame,
-  type Manifest,
   type Result,
-  type ResumeInfo,
   type ChunkRecordMsg,
 } from '@smartcopy/protocol';
 import type { Channel } from '@smartcopy/agent';
@@ -114,51 +111,42 @@ export class ClientStream {
     });
   }
 
+  /** Frames the agent sends a client stream, by type (a pulling receiver's go to `extra`). */
+  private static readonly frames = new HandlerTable<ClientStream>('talking to the agent')
+    .on(MsgType.RESULT, (f, s) => s.deliver(f.header))
+    .on(MsgType.MANIFEST, (f, s) => {
+      const m = f.header;
+      const pl = s.lists.get(m.requestId);
+      if (!pl) throw new ProtocolError('SC_ERR_PROTOCOL', `MANIFEST for unknown request ${m.requestId}`);
+      for (const e of m.entries) pl.entries.push(e);
+      if (m.last) {
+        s.lists.delete(m.requestId);
+        pl.resolve({ missing: m.missing, isFile: m.isFile, entries: pl.entries });
+      }
+    })
+    .on(MsgType.ERROR, (f, s) => {
+      const err = errorFromFrame(f.header);
+      if (f.header.fatal) s.dead = err;
+      else s.onWarning(err);
+    })
+    .on(MsgType.RESUME_INFO, (f, s) => {
+      const ri = f.header;
+      const w = s.resumes.get(ri.requestId);
+      if (!w) throw new ProtocolError('SC_ERR_PROTOCOL', `RESUME_INFO for unknown request ${ri.requestId}`);
+      s.resumes.delete(ri.requestId);
+      w.resolve(ri.chunks);
+    })
+    .on(MsgType.PING, () => {})
+    .on(MsgType.BYE, (_f, s) => {
+      s.byeWaiter?.(true);
+      s.byeWaiter = undefined;
+    });
+
   private onFrame(f: Frame): void {
-    switch (f.type) {
-      case MsgType.RESULT:
-        this.deliver(f.header as Result);
-        return;
-      case MsgType.MANIFEST: {
-        const m = f.header as Manifest;
-        const pl = this.lists.get(m.requestId);
-        if (!pl) throw new ProtocolError('SC_ERR_PROTOCOL', `MANIFEST for unknown request ${m.requestId}`);
-        for (const e of m.entries) pl.entries.push(e);
-        if (m.last) {
-          this.lists.delete(m.requestId);
-          pl.resolve({ missing: m.missing, isFile: m.isFile, entries: pl.entries });
-        }
-        return;
-      }
-      case MsgType.ERROR: {
-        const e = f.header as ErrorMsg;
-        const err = errorFromFrame(e);
-        if (e.fatal) {
-          this.dead = err;
-          return;
-        }
-        this.onWarning(err);
-        return;
-      }
-      case MsgType.RESUME_INFO: {
-        const ri = f.header as ResumeInfo;
-        const w = this.resumes.get(ri.requestId);
-        if (!w) throw new ProtocolError('SC_ERR_PROTOCOL', `RESUME_INFO for unknown request ${ri.requestId}`);
-        this.resumes.delete(ri.requestId);
-        w.resolve(ri.chunks);
-        return;
-      }
-      case MsgType.PING:
-        return;
-      case MsgType.BYE:
-        this.byeWaiter?.(true);
-        this.byeWaiter = undefined;
-        return;
-      default:
-        if (this.extra?.(f)) return;
-        throw new ProtocolError('SC_ERR_PROTOCOL', `unexpected ${msgTypeName(f.type)} frame from the agent`);
-    }
+    if (!ClientStream.frames.has(f.type) && this.extra?.(f)) return;
+    void ClientStream.frames.dispatch(f, this);
   }
+
 
   /**
    * An outcome for a pending operation: from a RESULT frame, or from the local receiver when
