@@ -21,6 +21,7 @@ import {
   type HashAlgo,
   type Hasher,
   type Mkdir,
+  type NativeBatch,
   type Symlink,
 } from '@smartcopy/protocol';
 import type { Applier, FileMeta, PartFile, SharedPart } from '../apply/index.js';
@@ -116,7 +117,8 @@ export class StreamReceiver {
     .on(MsgType.MKDIR, (f, r) => r.op(f.header.requestId, () => r.mkdir(f.header)))
     .on(MsgType.SYMLINK, (f, r) => r.op(f.header.requestId, () => r.symlink(f.header)))
     .on(MsgType.DELETE, (f, r) => r.op(f.header.requestId, () => r.remove(f.header)))
-    .on(MsgType.FINISH, (f, r) => r.op(f.header.requestId, () => r.finishDirs(f.header)));
+    .on(MsgType.FINISH, (f, r) => r.op(f.header.requestId, () => r.finishDirs(f.header)))
+    .on(MsgType.NATIVE_BATCH, (f, r) => r.nativeBatch(f.header));
 
   /** Returns true when the frame was a receiver frame and has been taken care of. */
   handle(f: Frame): boolean {
@@ -273,6 +275,47 @@ export class StreamReceiver {
         this.reply(resultError(h.fileId, fromSystemError(e, 'write', displayOf(st.rel))));
       })
       .finally(() => this.track(0, -1));
+  }
+
+  // ---- many small files on the same host --------------------------------------------------
+
+  private nativeBatch(h: NativeBatch): void {
+    this.checkWritable();
+    if (!this.ctx.sameHost) throw new ProtocolError('SC_ERR_PROTOCOL', 'native copy from a source path is only allowed on the same host');
+    if (h.sources.length !== h.entries.length) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', 'NATIVE_BATCH needs one source per entry');
+    const items = h.entries.map((e, i) => ({
+      src: Buffer.from(h.sources[i]!),
+      rel: e.path,
+      meta: metaOf(e),
+      transferId: transferIdOf(h.firstFileId + i, this.ch),
+    }));
+    this.track(0, items.length);
+    this.ctx.applier
+      .nativeCopyBatch(items)
+      .then(
+        (results) => {
+          const failed: number[] = [];
+          const errors: ReturnType<typeof errorInfo>[] = [];
+          results.forEach((err, i) => {
+            if (err) {
+              failed.push(i);
+              errors.push(errorInfo(err));
+            } else {
+              this.ctx.stats.files++;
+              this.ctx.stats.bytes += items[i]!.meta.size;
+            }
+          });
+          return { failed, errors };
+        },
+        (e: unknown) => {
+          const info = errorInfo(fromSystemError(e, 'copy'));
+          return { failed: items.map((_, i) => i), errors: items.map(() => info) };
+        },
+      )
+      .then(({ failed, errors }) => {
+        if (this.ch.isOpen) this.ch.send(MsgType.BATCH_RESULT, { firstFileId: h.firstFileId, count: items.length, failed, errors });
+      })
+      .finally(() => this.track(0, -items.length));
   }
 
   // ---- large files in chunks ------------------------------------------------------------------

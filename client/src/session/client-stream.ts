@@ -6,6 +6,7 @@ import {
   errorFromFrame,
   type Entry,
   type Frame,
+  type BatchResult,
   type Result,
   type ChunkRecordMsg,
 } from '@smartcopy/protocol';
@@ -33,6 +34,8 @@ interface PendingList {
 export class ClientStream {
   private readonly pending = new Map<string, (r: Result) => void>();
   private readonly lists = new Map<number, PendingList>();
+  private readonly batches = new Map<number, { count: number; resolve: (r: BatchResult) => void }>();
+  private batchFiles = 0;
   private readonly resumes = new Map<number, { resolve: (c: ChunkRecordMsg[]) => void; reject: (e: SmartcopyError) => void }>();
   private nextRequest = 1;
   private settledWaiters: Array<() => void> = [];
@@ -50,7 +53,7 @@ export class ClientStream {
   }
 
   get inFlight(): number {
-    return this.pending.size;
+    return this.pending.size + this.batchFiles;
   }
 
   get failure(): SmartcopyError | undefined {
@@ -82,7 +85,7 @@ export class ClientStream {
 
   /** Resolves as soon as any pending result arrives (or the stream dies). */
   oneSettled(): Promise<void> {
-    if (this.dead || this.pending.size === 0) return Promise.resolve();
+    if (this.dead || this.inFlight === 0) return Promise.resolve();
     return new Promise((r) => this.settledWaiters.push(r));
   }
 
@@ -99,6 +102,25 @@ export class ClientStream {
         hashAlgo: opts.hashAlgo ?? '',
       });
     });
+  }
+
+  /** Send a NATIVE_BATCH and resolve with its BATCH_RESULT (all failed if the stream dies). */
+  nativeBatch(firstFileId: number, entries: object[], sources: Uint8Array[]): Promise<BatchResult> {
+    if (this.dead) return Promise.resolve(allFailed(firstFileId, entries.length, this.dead));
+    return new Promise((resolve) => {
+      this.batches.set(firstFileId, { count: entries.length, resolve });
+      this.batchFiles += entries.length;
+      this.ch.send(MsgType.NATIVE_BATCH, { firstFileId, entries, sources });
+    });
+  }
+
+  private batchDone(r: BatchResult): void {
+    const w = this.batches.get(r.firstFileId);
+    if (!w) throw new ProtocolError('SC_ERR_PROTOCOL', `BATCH_RESULT for unknown batch ${r.firstFileId}`);
+    this.batches.delete(r.firstFileId);
+    this.batchFiles -= w.count;
+    w.resolve(r);
+    this.wakeSettled();
   }
 
   /** Ask the receiver which verified chunks it kept for a large file (RESUME_QUERY). */
@@ -136,6 +158,7 @@ export class ClientStream {
       s.resumes.delete(ri.requestId);
       w.resolve(ri.chunks);
     })
+    .on(MsgType.BATCH_RESULT, (f, s) => s.batchDone(f.header))
     .on(MsgType.PING, () => {})
     .on(MsgType.BYE, (_f, s) => {
       s.byeWaiter?.(true);
@@ -177,6 +200,9 @@ export class ClientStream {
     this.lists.clear();
     for (const r of this.resumes.values()) r.reject(this.dead);
     this.resumes.clear();
+    for (const [first, b] of this.batches) b.resolve(allFailed(first, b.count, this.dead));
+    this.batches.clear();
+    this.batchFiles = 0;
     this.byeWaiter?.(false);
     this.byeWaiter = undefined;
     this.wakeSettled();
@@ -215,4 +241,9 @@ export function failedResult(err: SmartcopyError): Result {
     requestId: 0,
     error: { code: err.wireCode, codeName: err.code, message: err.message, path: new Uint8Array() },
   };
+}
+
+function allFailed(firstFileId: number, count: number, err: SmartcopyError): BatchResult {
+  const info = { code: err.wireCode, codeName: err.code, message: err.message, path: new Uint8Array() };
+  return { firstFileId, count, failed: Array.from({ length: count }, (_, i) => i), errors: Array.from({ length: count }, () => info) };
 }

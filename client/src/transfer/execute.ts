@@ -1,10 +1,17 @@
 import { MsgType, SmartcopyError, type Result } from '@smartcopy/protocol';
-import { chunksHashOf, hashFile, sendChunk, sendWholeFile, sourceVerifyHash, toWireEntry, type SendOptions } from '@smartcopy/agent';
+import { NATIVE_BATCH_MAX, chunksHashOf, hashFile, sendChunk, sendWholeFile, sourceVerifyHash, toWireEntry, type SendOptions } from '@smartcopy/agent';
 import { CHUNK_SIZE, CHUNK_THRESHOLD } from '../config.js';
 import type { Plan, SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
 import type { ClientStream } from '../session/client-stream.js';
 import { chunkTransferId } from './streams.js';
+
+/** Small same-host files per NATIVE_BATCH frame. */
+const NATIVE_BATCH_FILES = 64;
+
+function batchable(w: WorkItem, ctx: ExecuteContext): boolean {
+  return w.kind === 'file' && ctx.send.native && !ctx.send.verifyAlgo && w.item.entry.size <= NATIVE_BATCH_MAX;
+}
 
 /** Files a stream may have in flight before it waits for results (pipelining small files). */
 const WINDOW_FILES = 1024;
@@ -138,7 +145,29 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
         break;
       }
       const it = w.item;
-      const entry = toWireEntry(it.entry, it.dest) as Parameters<typeof sendWholeFile>[3];
+      const entry = toWireEntry(it.entry, it.dest);
+      if (w.kind === 'file' && batchable(w, ctx)) {
+        // Many small same-host files: one frame and one answer per batch instead of per file.
+        const batch = [w as Extract<WorkItem, { kind: 'file' }>];
+        while (batch.length < NATIVE_BATCH_FILES && queue.length > 0 && batchable(queue[queue.length - 1]!, ctx)) {
+          batch.push(queue.pop() as Extract<WorkItem, { kind: 'file' }>);
+        }
+        // file ids of a plan are consecutive in queue order, which a batch keeps
+        const first = batch[0]!.fileId;
+        const res = s.nativeBatch(first, batch.map((b) => toWireEntry(b.item.entry, b.item.dest)), batch.map((b) => b.item.src));
+        waits.push(
+          res.then((r) => {
+            const failedAt = new Map(r.failed.map((idx, k) => [idx, r.errors[k]]));
+            batch.forEach((b, i) => {
+              const e = failedAt.get(i);
+              if (e === undefined) fileDone(b.item, b.item.entry.size);
+              else fileFailed(b.item, SmartcopyError.fromWire(e.code, e.message, b.item.display));
+            });
+          }),
+        );
+        events.tick();
+        continue;
+      }
       if (w.kind === 'file') {
         const res = s.expect(`${w.fileId}:0`);
         waits.push(res.then((r) => (r.ok ? fileDone(it, it.entry.size) : fileFailed(it, resultError(r, it.display)))));

@@ -37,6 +37,8 @@ export const MsgType = {
   PING: 25,
   RESUME_QUERY: 26,
   RESUME_INFO: 27,
+  NATIVE_BATCH: 28,
+  BATCH_RESULT: 29,
 } as const;
 export type MsgTypeName = keyof typeof MsgType;
 export type MsgTypeValue = (typeof MsgType)[MsgTypeName];
@@ -242,6 +244,21 @@ export interface ReadRequest {
   bandwidthLimit: number;
 }
 
+// ---- many small files on the same host --------------------------------------------------------
+
+export interface NativeBatch {
+  firstFileId: number;
+  entries: Entry[];
+  sources: Uint8Array[];
+}
+
+export interface BatchResult {
+  firstFileId: number;
+  count: number;
+  failed: number[];
+  errors: ErrorInfo[];
+}
+
 // ---- resume ------------------------------------------------------------------------------------
 
 export interface ResumeQuery {
@@ -350,6 +367,8 @@ export interface MessageByType {
   [MsgType.PING]: Ping;
   [MsgType.RESUME_QUERY]: ResumeQuery;
   [MsgType.RESUME_INFO]: ResumeInfo;
+  [MsgType.NATIVE_BATCH]: NativeBatch;
+  [MsgType.BATCH_RESULT]: BatchResult;
 }
 
 /** proto message name of each frame type's header */
@@ -381,6 +400,8 @@ export const MESSAGE_NAMES: { readonly [T in MsgTypeValue]: string } = {
   [MsgType.PING]: 'Ping',
   [MsgType.RESUME_QUERY]: 'ResumeQuery',
   [MsgType.RESUME_INFO]: 'ResumeInfo',
+  [MsgType.NATIVE_BATCH]: 'NativeBatch',
+  [MsgType.BATCH_RESULT]: 'BatchResult',
 };
 
 type InitValue<V> = V extends Uint8Array

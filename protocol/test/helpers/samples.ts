@@ -123,6 +123,13 @@ export const samples: { [T in MsgTypeValue]: MessageByType[T] } = {
   },
   [MsgType.PING]: { reply: true, nonce: 2 ** 52 + 1 },
   [MsgType.RESUME_QUERY]: { requestId: 3, path: b('big/disk.img'), transferId: 'c1x2' },
+  [MsgType.NATIVE_BATCH]: { firstFileId: 7, entries: [entry('a'), entry('b/c')], sources: [b('/src/a'), b('/src/b/c')] },
+  [MsgType.BATCH_RESULT]: {
+    firstFileId: 7,
+    count: 2,
+    failed: [1],
+    errors: [{ code: 7, codeName: 'SC_ERR_PERMISSION', message: 'permission denied', path: b('b/c') }],
+  },
   [MsgType.RESUME_INFO]: {
     requestId: 3,
     chunks: [
