@@ -70,6 +70,7 @@ export async function copy(source: string, destination: string, opts: CopyOption
     bandwidthLimit: opts.bandwidthLimit,
     tokenFile: undefined,
     token: opts.token === undefined ? undefined : Buffer.from(opts.token),
+    tcpAgent: false,
   });
   let summary: Summary | undefined;
   const errors: SmartcopyError[] = [];

@@ -41,6 +41,8 @@ export interface Config {
   bandwidthLimit: number | undefined;
   tokenFile: string | undefined;
   token: Buffer | undefined;
+  /** `host:/path` operands name a TCP agent on the default port (--tcp-agent) */
+  tcpAgent: boolean;
 }
 
 export function defaultThreads(): number {

@@ -50,8 +50,8 @@ export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal, deps:
   ticker.unref();
   let fatal: SmartcopyError | undefined;
   try {
-    const src = parseTarget(cfg.source);
-    const dst = parseTarget(cfg.destination, { tcpAgent: process.argv.includes('--tcp-agent') });
+    const src = parseTarget(cfg.source, { tcpAgent: cfg.tcpAgent });
+    const dst = parseTarget(cfg.destination, { tcpAgent: cfg.tcpAgent });
     if (src.kind !== 'local' && dst.kind !== 'local') {
       throw new SmartcopyError('SC_ERR_USAGE', 'both SRC and DST are remote; one of them must be a local path');
     }

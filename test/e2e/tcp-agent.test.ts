@@ -276,6 +276,22 @@ describe('TCP agent: modes', () => {
     assert.match(r.stderr, /cannot connect/);
   });
 
+  it('--tcp-agent makes host:/path a TCP agent on the default port 9878', async () => {
+    const probe = net.connect(9878, '127.0.0.1');
+    const inUse = await new Promise<boolean>((r) => {
+      probe.once('connect', () => r(true));
+      probe.once('error', () => r(false));
+    });
+    probe.destroy();
+    const r = await runCli([path.join(work, 'src'), '127.0.0.1:/x', '--tcp-agent']);
+    if (inUse) assert.notEqual(r.stderr, '', 'something answered on 9878; the run must still say what happened');
+    else {
+      assert.equal(r.code, 10, r.stderr);
+      assert.match(r.stderr, /cannot connect to 127\.0\.0\.1:9878/);
+    }
+    assert.ok(!fs.existsSync(path.join(process.cwd(), '127.0.0.1:')), 'not taken for a local path');
+  });
+
   it('SIGTERM stops the agent cleanly', async () => {
     const agent = await startAgent(root);
     assert.equal(await agent.stop('SIGTERM'), 0);

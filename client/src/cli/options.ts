@@ -56,6 +56,7 @@ export interface ParsedCopyArgs {
   compress?: boolean;
   'bandwidth-limit'?: string;
   'token-file'?: string;
+  'tcp-agent'?: boolean;
 }
 
 /**
@@ -141,5 +142,6 @@ export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Co
     bandwidthLimit: a['bandwidth-limit'] ? parseRate(a['bandwidth-limit'], '--bandwidth-limit') : undefined,
     tokenFile: a['token-file'],
     token: readToken(a['token-file']),
+    tcpAgent: a['tcp-agent'] ?? false,
   });
 }
