@@ -150,9 +150,12 @@ tar -C "$SRC" --exclude=node_modules --exclude=dist --exclude=.git --exclude='*.
   "$NPM" ci --ignore-scripts --no-audit --no-fund
   say "tsc -b ${WORKSPACES[*]}"
   "$NODE" node_modules/typescript/bin/tsc -b "${WORKSPACES[@]}" || die "TypeScript build failed; nothing was installed"
+  # one bundled file for the CLI and its workers: starts several times faster than the module tree
+  say "bundle"
+  "$NODE" client/scripts/bundle.mjs || die "bundling the CLI failed; nothing was installed"
   say "npm prune --omit=dev"
   "$NPM" prune --omit=dev --ignore-scripts --no-audit --no-fund
-  "$NODE" -e 'import(process.argv[1])' "$STAGE/client/dist/src/cli/main.js" ||
+  "$NODE" -e 'import(process.argv[1])' "$STAGE/client/dist/bundle/smartcopy.js" ||
     die "the built CLI does not load"
 )
 rm -f "$STAGE"/tsconfig.json # references the tests we left out; only the build needed it
