@@ -8,3 +8,4 @@ export * from './framing/decoder.js';
 export * from './session/handlers.js';
 export * from './codec/hash.js';
 export * from './codec/lz4.js';
+export * from './delta/index.js';
