@@ -24,6 +24,8 @@ export interface CopyOptions {
   fsync?: boolean;
   kernelCopy?: boolean;
   compress?: boolean;
+  delta?: boolean;
+  blockSize?: number;
   bandwidthLimit?: number;
   token?: string | Buffer;
   signal?: AbortSignal;
@@ -71,6 +73,8 @@ export async function copy(source: string, destination: string, opts: CopyOption
     tokenFile: undefined,
     token: opts.token === undefined ? undefined : Buffer.from(opts.token),
     tcpAgent: false,
+    delta: opts.delta ?? false,
+    blockSize: opts.blockSize,
   });
   let summary: Summary | undefined;
   const errors: SmartcopyError[] = [];

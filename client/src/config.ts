@@ -43,6 +43,10 @@ export interface Config {
   token: Buffer | undefined;
   /** `host:/path` operands name a TCP agent on the default port (--tcp-agent) */
   tcpAgent: boolean;
+  /** --delta: changed files that exist on both sides travel as rsync-style delta ops */
+  delta: boolean;
+  /** --block-size for delta signatures (undefined: from the file size, as rsync does) */
+  blockSize: number | undefined;
 }
 
 export function defaultThreads(): number {

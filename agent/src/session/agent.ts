@@ -243,7 +243,7 @@ export class Agent {
       serveList(sc.ch, sc.session!.sender.jail, f.header, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
     })
     .on(MsgType.READ_REQUEST, (f, sc) => {
-      serveRead(sc.ch, sc.session!.sender, f.header, sc.abort.signal).catch((e: unknown) => sc.ch.fail(e));
+      serveRead(sc.ch, sc.session!.sender, f.header, sc.abort.signal, f.payload).catch((e: unknown) => sc.ch.fail(e));
     })
     .on(MsgType.RESUME_QUERY, (f, sc) => {
       const q = f.header;

@@ -21,10 +21,17 @@ import {
   type HashAlgo,
   type Hasher,
   type Mkdir,
+  type DeltaOps,
+  type SignatureRequest,
+  PatchPlanner,
+  readDeltaOpsFrame,
   type NativeBatch,
   type Symlink,
 } from '@smartcopy/protocol';
+import fs from 'node:fs';
 import type { Applier, FileMeta, PartFile, SharedPart } from '../apply/index.js';
+import { sendSignature } from '../transfer/delta.js';
+import { sharedPool } from '../util/index.js';
 import { NativeBatcher } from './native-batcher.js';
 import type { Channel } from './channel.js';
 import { displayOf, errorInfo, resultError, resultOk, type ResultInit } from './results.js';
@@ -41,8 +48,8 @@ export interface ReceiverContext {
   sameHost: boolean;
   readOnly: boolean;
   batcher: NativeBatcher;
-  /** bytes written to disk (statistics) */
-  stats: { files: number; bytes: number };
+  /** bytes written to disk, and of those the delta bytes rebuilt from the basis or sent as literals */
+  stats: { files: number; bytes: number; deltaMatched?: number; deltaLiteral?: number };
 }
 
 interface FileState {
@@ -56,6 +63,8 @@ interface FileState {
   chain: Promise<void>;
   received: number;
   error: SmartcopyError | undefined;
+  /** delta: the current file (basis) and the plan that turns ops into writes */
+  delta: { basis: Promise<fs.promises.FileHandle>; planner: PatchPlanner; matched: number; literal: number } | undefined;
 }
 
 interface ChunkState {
@@ -118,7 +127,9 @@ export class StreamReceiver {
     .on(MsgType.SYMLINK, (f, r) => r.op(f.header.requestId, () => r.symlink(f.header)))
     .on(MsgType.DELETE, (f, r) => r.op(f.header.requestId, () => r.remove(f.header)))
     .on(MsgType.FINISH, (f, r) => r.op(f.header.requestId, () => r.finishDirs(f.header)))
-    .on(MsgType.NATIVE_BATCH, (f, r) => r.nativeBatch(f.header));
+    .on(MsgType.NATIVE_BATCH, (f, r) => r.nativeBatch(f.header))
+    .on(MsgType.SIGNATURE_REQUEST, (f, r) => r.signatureRequest(f.header))
+    .on(MsgType.DELTA_OPS, (f, r) => r.deltaOps(f.header, f.payload));
 
   /** Returns true when the frame was a receiver frame and has been taken care of. */
   handle(f: Frame): boolean {
@@ -171,7 +182,9 @@ export class StreamReceiver {
       chain: Promise.resolve(),
       received: 0,
       error: undefined,
+      delta: undefined,
     };
+    if (h.delta) this.beginDelta(st, h, entry);
     if (h.nativeSource.length > 0) {
       if (!this.ctx.sameHost) {
         throw new ProtocolError('SC_ERR_PROTOCOL', 'native copy from a source path is only allowed on the same host');
@@ -225,6 +238,17 @@ export class StreamReceiver {
     const st = this.files.get(h.fileId);
     if (!st) throw new ProtocolError('SC_ERR_PROTOCOL', `FILE_END for file id ${h.fileId}, which is not open`);
     this.files.delete(h.fileId);
+    if (st.delta) {
+      const d = st.delta;
+      st.chain = st.chain
+        .then(() => {
+          if (!st.error) d.planner.finish();
+        })
+        .catch((e: unknown) => {
+          st.error ??= e instanceof SmartcopyError ? e : fromSystemError(e, 'apply delta', displayOf(st.rel));
+        })
+        .finally(() => d.basis.then((fh) => fh.close()).catch(() => {}));
+    }
     const verify = st.begin.verify && h.verifyHash.length > 0
       ? { algo: (st.begin.verifyAlgo || 'xxhash64') as HashAlgo, expected: Buffer.from(h.verifyHash) }
       : undefined;
@@ -275,6 +299,94 @@ export class StreamReceiver {
         this.reply(resultError(h.fileId, fromSystemError(e, 'write', displayOf(st.rel))));
       })
       .finally(() => this.track(0, -1));
+  }
+
+  // ---- delta ------------------------------------------------------------------------------
+
+  /** SIGNATURE_REQUEST (push): the signature of our current file, as SIGNATURE frames. */
+  private signatureRequest(h: SignatureRequest): void {
+    this.checkWritable();
+    this.track(0, 1);
+    this.ctx.applier.jail
+      .ensureParent(h.path, { create: false })
+      .then((abs) => sendSignature(this.ch, h.fileId, abs, displayOf(h.path), h.seed, h.blockSize || undefined))
+      .catch((e: unknown) => this.reply(resultError(h.fileId, e instanceof SmartcopyError ? e : fromSystemError(e, 'read', displayOf(h.path)))))
+      .finally(() => this.track(0, -1));
+  }
+
+  private beginDelta(st: FileState, h: FileBegin, entry: Entry): void {
+    if (h.nativeSource.length > 0) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', 'a delta file cannot also be a native copy');
+    const display = displayOf(entry.path);
+    const basis = this.ctx.applier.jail.ensureParent(entry.path, { create: false }).then(async (abs) => {
+      const fh = await fs.promises.open(abs, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0)).catch((e: unknown) => {
+        throw fromSystemError(e, 'open basis of', display);
+      });
+      const size = (await fh.stat()).size;
+      if (size !== h.deltaBasisSize) {
+        await fh.close();
+        throw new SmartcopyError('SC_ERR_CHECKSUM_MISMATCH', `${display}: changed since its signature was taken (${size} vs ${h.deltaBasisSize} bytes); it is sent whole`, { path: display });
+      }
+      return fh;
+    });
+    basis.catch((e: unknown) => (st.error ??= e instanceof SmartcopyError ? e : fromSystemError(e, 'open basis of', display)));
+    st.delta = {
+      basis,
+      planner: new PatchPlanner({ basisSize: h.deltaBasisSize, blockSize: h.deltaBlockSize, expectedSize: entry.size }),
+      matched: 0,
+      literal: 0,
+    };
+  }
+
+  /** DELTA_OPS: copy runs from the basis and literals, written in order into the .part. */
+  private deltaOps(h: DeltaOps, payload: Buffer): void {
+    const st = this.files.get(h.fileId);
+    if (!st?.delta) throw new ProtocolError('SC_ERR_PROTOCOL', `DELTA_OPS for file id ${h.fileId}, which is not a delta file on this stream`);
+    const d = st.delta;
+    this.track(payload.length, 0);
+    st.chain = st.chain
+      .then(async () => {
+        if (st.error) return;
+        let literals = payload;
+        if (h.compression === Compression.LZ4) literals = await lz4Decompress(payload, h.rawLength);
+        else if (h.compression !== Compression.NONE) throw new ProtocolError('SC_ERR_MALFORMED_FRAME', `unknown compression ${h.compression}`);
+        const batch = readDeltaOpsFrame(h, literals);
+        const steps = d.planner.plan(batch.ops, batch.literals);
+        const part = await st.part!;
+        const fh = await d.basis;
+        const hasher = await st.hasher!;
+        for (const step of steps) {
+          if (step.kind === 'literal') {
+            hasher.update(step.data);
+            await part.write(step.data, step.outOffset);
+            d.literal += step.data.length;
+            this.ctx.stats.deltaLiteral = (this.ctx.stats.deltaLiteral ?? 0) + step.data.length;
+            st.received += step.data.length;
+            continue;
+          }
+          // a copy run: read the basis in pooled pieces, hash in order, write positionally
+          const buf = sharedPool().acquire();
+          try {
+            for (let done = 0; done < step.length; ) {
+              const n = Math.min(buf.length, step.length - done);
+              const { bytesRead } = await fh.read(buf, 0, n, step.basisOffset + done);
+              if (bytesRead !== n) throw new SmartcopyError('SC_ERR_CHECKSUM_MISMATCH', 'the basis shrank while it was being patched', { path: displayOf(st.rel) });
+              const piece = buf.subarray(0, n);
+              hasher.update(piece);
+              await part.write(piece, step.outOffset + done);
+              done += n;
+            }
+          } finally {
+            sharedPool().release(buf);
+          }
+          d.matched += step.length;
+          this.ctx.stats.deltaMatched = (this.ctx.stats.deltaMatched ?? 0) + step.length;
+          st.received += step.length;
+        }
+      })
+      .catch((e: unknown) => {
+        st.error ??= e instanceof SmartcopyError ? e : fromSystemError(e, 'apply delta', displayOf(st.rel));
+      })
+      .finally(() => this.track(-payload.length, 0));
   }
 
   // ---- many small files on the same host --------------------------------------------------

@@ -1,3 +1,4 @@
 export * from './send.js';
 export * from './serve-read.js';
 export * from './throttle.js';
+export * from './delta.js';

@@ -1,4 +1,5 @@
-import { MsgType, SmartcopyError, type HashAlgo, type ReadRequest } from '@smartcopy/protocol';
+import { BasisSignature, MsgType, ProtocolError, SmartcopyError, type HashAlgo, type ReadRequest } from '@smartcopy/protocol';
+import { sendDeltaFile } from './delta.js';
 import type { PathJail } from '../jail/index.js';
 import type { Channel } from '../session/channel.js';
 import { sharedPool } from '../util/index.js';
@@ -19,7 +20,7 @@ export interface SenderConfig {
  * with the same FILE_/CHUNK_ frames a pushing client would send, then a RESULT for the request.
  * Failures of single files go back as RESULT frames for their file id; the stream stays usable.
  */
-export async function serveRead(ch: Channel, cfg: SenderConfig, req: ReadRequest, signal?: AbortSignal): Promise<void> {
+export async function serveRead(ch: Channel, cfg: SenderConfig, req: ReadRequest, signal?: AbortSignal, payload?: Buffer): Promise<void> {
   const opts: SendOptions = {
     hashAlgo: (req.hashAlgo || 'xxhash64') as HashAlgo,
     verifyAlgo: (req.verifyAlgo || undefined) as HashAlgo | undefined,
@@ -43,7 +44,17 @@ export async function serveRead(ch: Channel, cfg: SenderConfig, req: ReadRequest
     const dest: WireEntry = { ...e, path: item.destPath };
     try {
       const src = await cfg.jail.ensureParent(e.path, { create: false });
-      if (item.chunk) await sendChunk(ch, item.fileId, src, dest, item.transferId, item.offset, item.length, display, opts);
+      if (item.delta) {
+        // the request's payload is the signature of the client's copy (one delta item per request)
+        const sig = new BasisSignature({
+          blockSize: item.deltaBlockSize,
+          strongLength: item.deltaStrongLength,
+          basisSize: item.deltaBasisSize,
+          blockCount: item.deltaBlockSize > 0 ? Math.ceil(item.deltaBasisSize / item.deltaBlockSize) : -1,
+        }).addSums(payload ?? Buffer.alloc(0));
+        if (!sig.complete) throw new ProtocolError('SC_ERR_PROTOCOL', 'a delta READ_REQUEST carries an incomplete signature');
+        await sendDeltaFile(ch, item.fileId, src, dest, display, sig, item.deltaSeed, opts);
+      } else if (item.chunk) await sendChunk(ch, item.fileId, src, dest, item.transferId, item.offset, item.length, display, opts);
       else await sendWholeFile(ch, item.fileId, src, dest, display, opts);
     } catch (err) {
       if (!ch.isOpen) return;

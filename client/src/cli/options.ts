@@ -29,6 +29,8 @@ export const COPY_OPTIONS = {
   compress: { alias: 'z', type: 'boolean', describe: 'LZ4-compress data to a remote agent when it pays' },
   'bandwidth-limit': { type: 'string', describe: 'cap the transfer rate to RATE bytes/s over all streams, e.g. 100M' },
   'token-file': { type: 'string', describe: 'file holding the agent token (or set SMARTCOPY_TOKEN)' },
+  delta: { type: 'boolean', describe: 'send changed files that exist on both sides as rsync-style delta (rolling checksum) ops' },
+  'block-size': { type: 'string', describe: 'delta block size (default: from the file size, as rsync does)' },
   'tcp-agent': { type: 'boolean', describe: 'the remote side is a TCP agent (implied by host:port:/path and tcp:// forms)' },
 } as const;
 
@@ -57,6 +59,8 @@ export interface ParsedCopyArgs {
   'bandwidth-limit'?: string;
   'token-file'?: string;
   'tcp-agent'?: boolean;
+  delta?: boolean;
+  'block-size'?: string;
 }
 
 /**
@@ -97,6 +101,14 @@ export function readToken(tokenFile: string | undefined): Buffer | undefined {
   }
   const env = process.env.SMARTCOPY_TOKEN?.trim();
   return env ? Buffer.from(env) : undefined;
+}
+
+function blockSizeOf(a: ParsedCopyArgs): number | undefined {
+  if (a['block-size'] === undefined) return undefined;
+  if (!a.delta) throw new SmartcopyError('SC_ERR_USAGE', '--block-size only applies with --delta');
+  const b = parseSize(a['block-size'], '--block-size');
+  if (b < 64 || b > 1024 * 1024) throw new SmartcopyError('SC_ERR_USAGE', '--block-size must be between 64 and 1M');
+  return b;
 }
 
 export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Config {
@@ -143,5 +155,7 @@ export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Co
     tokenFile: a['token-file'],
     token: readToken(a['token-file']),
     tcpAgent: a['tcp-agent'] ?? false,
+    delta: a.delta ?? false,
+    blockSize: blockSizeOf(a),
   });
 }

@@ -11,6 +11,8 @@ export interface SourceItem {
   dest: Buffer;
   /** for messages and --json */
   display: string;
+  /** size of the file already at the destination (a delta basis), when there is one */
+  basisSize?: number;
 }
 
 export interface PlanOptions {
@@ -84,7 +86,7 @@ export function makePlan(items: readonly SourceItem[], dest: ReadonlyMap<string,
         break;
       case EntryType.FILE:
         if (d && unchanged(it.entry, d, opts)) plan.skipped.push(it);
-        else plan.files.push(it);
+        else plan.files.push(d && d.type === EntryType.FILE ? { ...it, basisSize: d.size } : it);
         break;
       case EntryType.SYMLINK:
         if (d && (opts.incremental || opts.checksum) && unchanged(it.entry, d, opts)) plan.skipped.push(it);

@@ -24,6 +24,9 @@ export class Accounting {
   bytesSkipped = 0;
   /** bytes of chunks kept from an interrupted run and confirmed, not sent again */
   bytesResumed = 0;
+  /** --delta: bytes rebuilt from the destination's own copy, and bytes sent as literals */
+  bytesMatched = 0;
+  bytesLiteral = 0;
   readonly errors: SmartcopyError[] = [];
   readonly startedAt = process.hrtime.bigint();
 
@@ -58,6 +61,10 @@ export interface Summary {
   bytes: number;
   bytesOnWire: number;
   bytesResumed: number;
+  bytesMatched: number;
+  bytesLiteral: number;
+  /** file bytes / wire bytes (remote copies) */
+  speedup: number;
   seconds: number;
   dryRun: boolean;
   error?: { code: string; message: string };
@@ -75,6 +82,9 @@ export function summaryOf(a: Accounting, exitCode: number, dryRun: boolean, fata
     bytes: a.bytesDone,
     bytesOnWire: a.wireBytes,
     bytesResumed: a.bytesResumed,
+    bytesMatched: a.bytesMatched,
+    bytesLiteral: a.bytesLiteral,
+    speedup: a.wireBytes > 0 ? Number((a.bytesDone / a.wireBytes).toFixed(3)) : 0,
     seconds: Number(a.elapsedSeconds().toFixed(3)),
     dryRun,
     ...(fatal ? { error: { code: fatal.code, message: fatal.message } } : {}),

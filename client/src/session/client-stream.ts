@@ -1,6 +1,8 @@
 import {
   HandlerTable,
   MsgType,
+  readSignatureFrame,
+  type BasisSignature,
   ProtocolError,
   SmartcopyError,
   errorFromFrame,
@@ -35,6 +37,7 @@ export class ClientStream {
   private readonly pending = new Map<string, (r: Result) => void>();
   private readonly lists = new Map<number, PendingList>();
   private readonly batches = new Map<number, { count: number; resolve: (r: BatchResult) => void }>();
+  private readonly sigs = new Map<number, { sig: BasisSignature | null; resolve: (s: BasisSignature) => void; reject: (e: SmartcopyError) => void }>();
   private batchFiles = 0;
   private readonly resumes = new Map<number, { resolve: (c: ChunkRecordMsg[]) => void; reject: (e: SmartcopyError) => void }>();
   private nextRequest = 1;
@@ -123,6 +126,23 @@ export class ClientStream {
     this.wakeSettled();
   }
 
+  /** --delta: ask the receiver for its current file's signature (SIGNATURE_REQUEST). */
+  signature(fileId: number, path: Uint8Array, seed: number, blockSize: number): Promise<BasisSignature> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise((resolve, reject) => {
+      this.sigs.set(fileId, { sig: null, resolve, reject });
+      this.ch.send(MsgType.SIGNATURE_REQUEST, { fileId, path, seed, blockSize });
+    });
+  }
+
+  /** Stop waiting for a signature (its request failed). */
+  dropSignature(fileId: number, err: SmartcopyError): void {
+    const w = this.sigs.get(fileId);
+    if (!w) return;
+    this.sigs.delete(fileId);
+    w.reject(err);
+  }
+
   /** Ask the receiver which verified chunks it kept for a large file (RESUME_QUERY). */
   resumeInfo(path: Uint8Array, transferId: string): Promise<ChunkRecordMsg[]> {
     if (this.dead) return Promise.reject(this.dead);
@@ -159,6 +179,15 @@ export class ClientStream {
       w.resolve(ri.chunks);
     })
     .on(MsgType.BATCH_RESULT, (f, s) => s.batchDone(f.header))
+    .on(MsgType.SIGNATURE, (f, s) => {
+      const w = s.sigs.get(f.header.fileId);
+      if (!w) throw new ProtocolError('SC_ERR_PROTOCOL', `SIGNATURE for file id ${f.header.fileId}, which was not asked for`);
+      w.sig = readSignatureFrame(f.header, f.payload, w.sig);
+      if (w.sig.complete) {
+        s.sigs.delete(f.header.fileId);
+        w.resolve(w.sig);
+      }
+    })
     .on(MsgType.PING, () => {})
     .on(MsgType.BYE, (_f, s) => {
       s.byeWaiter?.(true);
@@ -200,6 +229,8 @@ export class ClientStream {
     this.lists.clear();
     for (const r of this.resumes.values()) r.reject(this.dead);
     this.resumes.clear();
+    for (const w of this.sigs.values()) w.reject(this.dead);
+    this.sigs.clear();
     for (const [first, b] of this.batches) b.resolve(allFailed(first, b.count, this.dead));
     this.batches.clear();
     this.batchFiles = 0;

@@ -1,5 +1,5 @@
 import { MsgType, SmartcopyError, type Result } from '@smartcopy/protocol';
-import { NATIVE_BATCH_MAX, chunksHashOf, hashFile, sendChunk, sendWholeFile, sourceVerifyHash, toWireEntry, type SendOptions } from '@smartcopy/agent';
+import { DELTA_MIN_SIZE, NATIVE_BATCH_MAX, chunksHashOf, sendDeltaFile, hashFile, sendChunk, sendWholeFile, sourceVerifyHash, toWireEntry, type SendOptions } from '@smartcopy/agent';
 import { CHUNK_SIZE, CHUNK_THRESHOLD } from '../config.js';
 import type { Plan, SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
@@ -26,6 +26,8 @@ export interface ExecuteContext {
   chunks: boolean;
   /** whether the receiver can report the chunks it kept from an interrupted run */
   resume: boolean;
+  /** --delta: send changed files as delta ops against the receiver's copy (seed, block size or 0) */
+  delta?: { seed: number; blockSize: number };
 }
 
 function resultError(r: Result, fallbackPath: string): SmartcopyError {
@@ -36,6 +38,7 @@ function resultError(r: Result, fallbackPath: string): SmartcopyError {
 
 type WorkItem =
   | { kind: 'file'; item: SourceItem; fileId: number }
+  | { kind: 'delta'; item: SourceItem; fileId: number }
   | { kind: 'chunk'; item: SourceItem; fileId: number; offset: number; length: number; index: number; tracker: ChunkTracker; known: Uint8Array | undefined };
 
 interface ChunkTracker {
@@ -112,6 +115,10 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
     // Same-host copies stay whole: the kernel copies a whole file (copy_file_range/sendfile)
     // faster than any split into ranges we can issue (measured: 1 GiB 0.87 s whole vs 1.17 s
     // in 32 MiB chunks on 2 threads). Chunks spread streamed data over streams and workers.
+    if (ctx.delta && it.basisSize && size >= DELTA_MIN_SIZE) {
+      queue.push({ kind: 'delta', item: it, fileId });
+      continue;
+    }
     if (ctx.chunks && !ctx.send.native && size >= CHUNK_THRESHOLD) {
       const count = Math.ceil(size / CHUNK_SIZE);
       const transferId = chunkTransferId(it.dest, size, it.entry.mtimeSec, it.entry.mtimeNsec);
@@ -137,68 +144,107 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
 
   const worker = async (s: ClientStream): Promise<void> => {
     const waits: Promise<void>[] = [];
-    while (queue.length > 0 && !ctx.signal.aborted && !s.failure) {
-      while (s.inFlight >= WINDOW_FILES && !s.failure) await s.oneSettled();
-      const w = queue.pop();
-      if (!w || s.failure) {
-        if (w) queue.push(w);
-        break;
-      }
-      const it = w.item;
-      const entry = toWireEntry(it.entry, it.dest);
-      if (w.kind === 'file' && batchable(w, ctx)) {
-        // Many small same-host files: one frame and one answer per batch instead of per file.
-        const batch = [w as Extract<WorkItem, { kind: 'file' }>];
-        while (batch.length < NATIVE_BATCH_FILES && queue.length > 0 && batchable(queue[queue.length - 1]!, ctx)) {
-          batch.push(queue.pop() as Extract<WorkItem, { kind: 'file' }>);
+    // files redone whole after a failed delta come back to the queue: go round until it stays empty
+    for (;;) {
+      while (queue.length > 0 && !ctx.signal.aborted && !s.failure) {
+        while (s.inFlight >= WINDOW_FILES && !s.failure) await s.oneSettled();
+        const w = queue.pop();
+        if (!w || s.failure) {
+          if (w) queue.push(w);
+          break;
         }
-        // file ids of a plan are consecutive in queue order, which a batch keeps
-        const first = batch[0]!.fileId;
-        const res = s.nativeBatch(first, batch.map((b) => toWireEntry(b.item.entry, b.item.dest)), batch.map((b) => b.item.src));
-        waits.push(
-          res.then((r) => {
-            const failedAt = new Map(r.failed.map((idx, k) => [idx, r.errors[k]]));
-            batch.forEach((b, i) => {
-              const e = failedAt.get(i);
-              if (e === undefined) fileDone(b.item, b.item.entry.size);
-              else fileFailed(b.item, SmartcopyError.fromWire(e.code, e.message, b.item.display));
-            });
-          }),
-        );
-        events.tick();
-        continue;
-      }
-      if (w.kind === 'file') {
-        const res = s.expect(`${w.fileId}:0`);
-        waits.push(res.then((r) => (r.ok ? fileDone(it, it.entry.size) : fileFailed(it, resultError(r, it.display)))));
-        try {
-          await sendWholeFile(s.ch, w.fileId, it.src, entry, it.display, ctx.send);
-        } catch (e) {
-          // The receiver discards the file (FILE_END aborted); our error is the reason the user sees.
-          s.settle(`${w.fileId}:0`, asError(e, it.display));
+        const it = w.item;
+        const entry = toWireEntry(it.entry, it.dest);
+        if (w.kind === 'file' && batchable(w, ctx)) {
+          // Many small same-host files: one frame and one answer per batch instead of per file.
+          const batch = [w as Extract<WorkItem, { kind: 'file' }>];
+          while (batch.length < NATIVE_BATCH_FILES && queue.length > 0 && batchable(queue[queue.length - 1]!, ctx)) {
+            batch.push(queue.pop() as Extract<WorkItem, { kind: 'file' }>);
+          }
+          // file ids of a plan are consecutive in queue order, which a batch keeps
+          const first = batch[0]!.fileId;
+          const res = s.nativeBatch(first, batch.map((b) => toWireEntry(b.item.entry, b.item.dest)), batch.map((b) => b.item.src));
+          waits.push(
+            res.then((r) => {
+              const failedAt = new Map(r.failed.map((idx, k) => [idx, r.errors[k]]));
+              batch.forEach((b, i) => {
+                const e = failedAt.get(i);
+                if (e === undefined) fileDone(b.item, b.item.entry.size);
+                else fileFailed(b.item, SmartcopyError.fromWire(e.code, e.message, b.item.display));
+              });
+            }),
+          );
+          events.tick();
+          continue;
         }
-      } else {
-        // A chunk the receiver already holds is checked against our source instead of resent.
-        if (w.known) {
-          const mine = await sourceChunkHash(it.src, w.offset, w.length).catch(() => undefined);
-          if (mine && mine.equals(w.known)) {
-            w.tracker.hashes[w.index] = mine;
-            acct.bytesResumed += w.length;
-            waits.push(chunkSettled(w, s, { ok: true } as Result));
-            continue;
+        if (w.kind === 'delta') {
+          const key = `${w.fileId}:0`;
+          const res = s.expect(key);
+          const redo = (why: SmartcopyError): void => {
+            // no usable delta (basis gone or changed, hash mismatch): the file goes whole
+            events.error(new SmartcopyError('SC_ERR_CHECKSUM_MISMATCH', `${it.display}: ${why.message}; sending it whole`, { path: it.display }));
+            queue.push({ kind: 'file', item: it, fileId: nextFileId++ });
+          };
+          let settled = false;
+          waits.push(
+            res.then((r) => {
+              settled = true;
+              if (r.ok) fileDone(it, it.entry.size);
+              else if (r.error && !s.failure) redo(resultError(r, it.display));
+              else fileFailed(it, resultError(r, it.display));
+            }),
+          );
+          try {
+            const sig = await Promise.race([
+              s.signature(w.fileId, it.dest, ctx.delta!.seed, ctx.delta!.blockSize),
+              res.then(() => undefined),
+            ]);
+            if (!sig || settled) {
+              s.dropSignature(w.fileId, new SmartcopyError('SC_ERR_ABORTED', 'signature not needed'));
+            } else {
+              const stats = await sendDeltaFile(s.ch, w.fileId, it.src, entry, it.display, sig, ctx.delta!.seed, { ...ctx.send, native: false });
+              acct.bytesMatched += stats.copyBytes;
+              acct.bytesLiteral += stats.literalBytes;
+            }
+          } catch (e) {
+            s.settle(key, asError(e, it.display));
+          }
+          events.tick();
+          continue;
+        }
+        if (w.kind === 'file') {
+          const res = s.expect(`${w.fileId}:0`);
+          waits.push(res.then((r) => (r.ok ? fileDone(it, it.entry.size) : fileFailed(it, resultError(r, it.display)))));
+          try {
+            await sendWholeFile(s.ch, w.fileId, it.src, entry, it.display, ctx.send);
+          } catch (e) {
+            // The receiver discards the file (FILE_END aborted); our error is the reason the user sees.
+            s.settle(`${w.fileId}:0`, asError(e, it.display));
+          }
+        } else {
+          // A chunk the receiver already holds is checked against our source instead of resent.
+          if (w.known) {
+            const mine = await sourceChunkHash(it.src, w.offset, w.length).catch(() => undefined);
+            if (mine && mine.equals(w.known)) {
+              w.tracker.hashes[w.index] = mine;
+              acct.bytesResumed += w.length;
+              waits.push(chunkSettled(w, s, { ok: true } as Result));
+              continue;
+            }
+          }
+          const res = s.expect(`${w.fileId}:${w.offset}`);
+          waits.push(res.then((r) => chunkSettled(w, s, r)));
+          try {
+            w.tracker.hashes[w.index] = await sendChunk(s.ch, w.fileId, it.src, entry, w.tracker.transferId, w.offset, w.length, it.display, ctx.send);
+          } catch (e) {
+            s.settle(`${w.fileId}:${w.offset}`, asError(e, it.display));
           }
         }
-        const res = s.expect(`${w.fileId}:${w.offset}`);
-        waits.push(res.then((r) => chunkSettled(w, s, r)));
-        try {
-          w.tracker.hashes[w.index] = await sendChunk(s.ch, w.fileId, it.src, entry, w.tracker.transferId, w.offset, w.length, it.display, ctx.send);
-        } catch (e) {
-          s.settle(`${w.fileId}:${w.offset}`, asError(e, it.display));
-        }
+        events.tick();
       }
-      events.tick();
+      await Promise.all(waits);
+      if (queue.length === 0 || ctx.signal.aborted || s.failure) break;
     }
-    await Promise.all(waits);
   };
 
   const chunkSettled = async (w: Extract<WorkItem, { kind: 'chunk' }>, s: ClientStream, r: Result): Promise<void> => {
@@ -220,7 +266,7 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
   await Promise.all([links, ...ctx.streams.map((s) => worker(s))]);
   // Whatever is still queued never started: a stream died or the run was interrupted.
   for (const w of queue.splice(0)) {
-    if (w.kind === 'file' || w.offset === 0) {
+    if (w.kind !== 'chunk' || w.offset === 0) {
       const why = ctx.signal.aborted
         ? new SmartcopyError('SC_ERR_INTERRUPTED', 'interrupted before it was sent', { path: w.item.display })
         : new SmartcopyError('SC_ERR_CONNECTION_CLOSED', 'not sent: the connection was lost', { path: w.item.display });

@@ -1,10 +1,13 @@
+import { randomInt } from 'node:crypto';
 import { EntryType, MsgType, SmartcopyError, type HashAlgo, type Result } from '@smartcopy/protocol';
 import {
   Applier,
   NativeBatcher,
   PathJail,
   StreamReceiver,
+  DELTA_MIN_SIZE,
   metaOf,
+  packedSignature,
   scanTree,
   toWireEntry,
   type ReceiverContext,
@@ -136,6 +139,8 @@ type PullItem = {
   item: SourceItem;
   fileId: number;
   chunk: { offset: number; length: number; tracker: { left: number; count: number; transferId: string; resumed: boolean; failed?: SmartcopyError } } | undefined;
+  /** --delta: sent as delta ops against our current copy */
+  delta?: boolean;
 };
 
 function toResult(r: { fileId?: number; ok: boolean; error?: unknown; offset?: number; bytesWritten?: number; requestId?: number }): Result {
@@ -200,6 +205,7 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
     void s.ch.whenClosed().then(() => receiver.abandon());
   }
 
+  const deltaSeed = cfg.delta ? randomInt(1, 2 ** 31) : undefined;
   const queue: PullItem[] = [];
   /** chunked files whose every chunk was kept by an earlier run: only the commit is left */
   const resumedWhole: PullItem[] = [];
@@ -225,7 +231,7 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
         queue.push({ item: it, fileId, chunk: { offset: off, length, tracker } });
       }
       if (tracker.left === 0) resumedWhole.push({ item: it, fileId, chunk: { offset: 0, length: 0, tracker } });
-    } else queue.push({ item: it, fileId, chunk: undefined });
+    } else queue.push({ item: it, fileId, chunk: undefined, delta: deltaSeed !== undefined && it.basisSize !== undefined && it.basisSize > 0 && size >= DELTA_MIN_SIZE });
   }
   queue.reverse();
 
@@ -242,62 +248,119 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
     await applier.commitShared(w.item.dest, metaOf(toEntry(w.item.entry)), t.transferId, { chunkCount: t.count, verify });
   };
 
+  /** A delta pull: sign our copy, ask for ops against it; any failure sends the file whole. */
+  const pullDelta = async (s: ClientStream, w: PullItem): Promise<void> => {
+    const it = w.item;
+    const key = `${w.fileId}:0`;
+    const res = s.expect(key);
+    try {
+      const basis = await applier.jail.ensureParent(it.dest, { create: false });
+      const { params, sums } = await packedSignature(basis, it.display, deltaSeed!, cfg.blockSize);
+      const requestId = s.newRequestId();
+      s.ch.send(
+        MsgType.READ_REQUEST,
+        {
+          requestId,
+          hashAlgo: 'xxhash64',
+          verifyAlgo: cfg.verify ?? '',
+          compress: cfg.compress,
+          bandwidthLimit: cfg.bandwidthLimit ?? 0,
+          items: [
+            {
+              fileId: w.fileId,
+              entry: toWireEntry(it.entry, it.src),
+              destPath: it.dest,
+              delta: true,
+              deltaSeed: deltaSeed!,
+              deltaBlockSize: params.blockSize,
+              deltaStrongLength: params.strongLength,
+              deltaBasisSize: params.basisSize,
+            },
+          ],
+        },
+        sums,
+      );
+    } catch (e) {
+      s.settle(key, e instanceof SmartcopyError ? e : new SmartcopyError('SC_ERR_IO', String(e), { path: it.display }));
+    }
+    const r = await res;
+    if (r.ok) {
+      acct.filesCopied++;
+      acct.bytesDone += it.entry.size;
+      events.file({ path: it.display, action: 'copied', bytes: it.entry.size });
+    } else if (!s.failure) {
+      events.error(new SmartcopyError('SC_ERR_CHECKSUM_MISMATCH', `${it.display}: ${errOf(r, it.display).message}; sending it whole`, { path: it.display }));
+      queue.push({ item: it, fileId: nextId++, chunk: undefined, delta: false });
+    } else fileFailed(it, errOf(r, it.display));
+  };
+
   const worker = async (s: ClientStream): Promise<void> => {
     const waits: Promise<void>[] = [];
-    while (queue.length > 0 && !ctx.signal.aborted && !s.failure) {
-      while (s.inFlight >= WINDOW) await s.oneSettled();
-      const batch: PullItem[] = [];
-      while (batch.length < ITEMS_PER_REQUEST && queue.length > 0 && s.inFlight + batch.length < WINDOW) batch.push(queue.pop()!);
-      if (batch.length === 0) continue;
-      for (const w of batch) {
-        const it = w.item;
-        waits.push(
-          s.expect(`${w.fileId}:${w.chunk?.offset ?? 0}`).then(async (r) => {
-            if (!w.chunk) {
-              if (r.ok) {
-                acct.filesCopied++;
-                acct.bytesDone += it.entry.size;
-                events.file({ path: it.display, action: 'copied', bytes: it.entry.size });
-              } else fileFailed(it, errOf(r, it.display));
-              return;
-            }
-            const t = w.chunk.tracker;
-            if (r.ok) acct.bytesDone += w.chunk.length;
-            else t.failed ??= errOf(r, it.display);
-            if (--t.left > 0) return;
-            if (t.failed) return fileFailed(it, t.failed);
-            await commit(w).then(
-              () => {
-                acct.filesCopied++;
-                events.file({ path: it.display, action: 'copied', bytes: it.entry.size, chunks: t.count });
-              },
-              (e: SmartcopyError) => fileFailed(it, e),
-            );
-          }),
-        );
+    // files redone whole after a failed delta come back to the queue: go round until it stays empty
+    for (;;) {
+      while (queue.length > 0 && !ctx.signal.aborted && !s.failure) {
+        while (s.inFlight >= WINDOW) await s.oneSettled();
+        if (queue[queue.length - 1]?.delta) {
+          // one delta file per request: its payload is the signature of our copy
+          const w = queue.pop()!;
+          waits.push(pullDelta(s, w));
+          await new Promise<void>((r) => setImmediate(r));
+          continue;
+        }
+        const batch: PullItem[] = [];
+        while (batch.length < ITEMS_PER_REQUEST && queue.length > 0 && !queue[queue.length - 1]!.delta && s.inFlight + batch.length < WINDOW) batch.push(queue.pop()!);
+        if (batch.length === 0) continue;
+        for (const w of batch) {
+          const it = w.item;
+          waits.push(
+            s.expect(`${w.fileId}:${w.chunk?.offset ?? 0}`).then(async (r) => {
+              if (!w.chunk) {
+                if (r.ok) {
+                  acct.filesCopied++;
+                  acct.bytesDone += it.entry.size;
+                  events.file({ path: it.display, action: 'copied', bytes: it.entry.size });
+                } else fileFailed(it, errOf(r, it.display));
+                return;
+              }
+              const t = w.chunk.tracker;
+              if (r.ok) acct.bytesDone += w.chunk.length;
+              else t.failed ??= errOf(r, it.display);
+              if (--t.left > 0) return;
+              if (t.failed) return fileFailed(it, t.failed);
+              await commit(w).then(
+                () => {
+                  acct.filesCopied++;
+                  events.file({ path: it.display, action: 'copied', bytes: it.entry.size, chunks: t.count });
+                },
+                (e: SmartcopyError) => fileFailed(it, e),
+              );
+            }),
+          );
+        }
+        const requestId = s.newRequestId();
+        s.ch.send(MsgType.READ_REQUEST, {
+          requestId,
+          hashAlgo: 'xxhash64',
+          verifyAlgo: cfg.verify ?? '',
+          compress: cfg.compress,
+          bandwidthLimit: cfg.bandwidthLimit ?? 0,
+          items: batch.map((w) => ({
+            fileId: w.fileId,
+            entry: toWireEntry(w.item.entry, w.item.src),
+            destPath: w.item.dest,
+            chunk: w.chunk !== undefined,
+            offset: w.chunk?.offset ?? 0,
+            length: w.chunk?.length ?? 0,
+            transferId: w.chunk?.tracker.transferId ?? '',
+          })),
+        });
+        events.tick();
+        // Let the other streams take their share before this one asks for more.
+        await new Promise<void>((r) => setImmediate(r));
       }
-      const requestId = s.newRequestId();
-      s.ch.send(MsgType.READ_REQUEST, {
-        requestId,
-        hashAlgo: 'xxhash64',
-        verifyAlgo: cfg.verify ?? '',
-        compress: cfg.compress,
-        bandwidthLimit: cfg.bandwidthLimit ?? 0,
-        items: batch.map((w) => ({
-          fileId: w.fileId,
-          entry: toWireEntry(w.item.entry, w.item.src),
-          destPath: w.item.dest,
-          chunk: w.chunk !== undefined,
-          offset: w.chunk?.offset ?? 0,
-          length: w.chunk?.length ?? 0,
-          transferId: w.chunk?.tracker.transferId ?? '',
-        })),
-      });
-      events.tick();
-      // Let the other streams take their share before this one asks for more.
-      await new Promise<void>((r) => setImmediate(r));
+      await Promise.all(waits);
+      if (queue.length === 0 || ctx.signal.aborted || s.failure) break;
     }
-    await Promise.all(waits);
   };
   const finishResumed = resumedWhole.map((w) =>
     commit(w).then(
@@ -315,6 +378,8 @@ async function executePull(plan: Plan, ctx: PullContext): Promise<void> {
       events.file({ path: w.item.display, action: 'failed', bytes: 0, error: new SmartcopyError(ctx.signal.aborted ? 'SC_ERR_INTERRUPTED' : 'SC_ERR_CONNECTION_CLOSED', 'not transferred', { path: w.item.display }) });
     }
   }
+  acct.bytesMatched += rctx.stats.deltaMatched ?? 0;
+  acct.bytesLiteral += rctx.stats.deltaLiteral ?? 0;
   if (ctx.signal.aborted) return;
   for (const d of plan.dirMeta) await local(() => applier.setDirMeta(d.dest, metaOf(toEntry(d.entry))), report);
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { EntryType, FEATURE_NATIVE_COPY, FEATURE_RESUME, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
+import { randomInt } from 'node:crypto';
+import { EntryType, FEATURE_DELTA, FEATURE_NATIVE_COPY, FEATURE_RESUME, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
 import { BufferPool, scanTree, type ScanResult } from '@smartcopy/agent';
 import type { Config } from '../config.js';
 import { joinRel, openLocal, openRemote, type Endpoint } from '../endpoints.js';
@@ -125,6 +126,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
       signal,
       chunks: hasChunks(first.welcome.features),
       resume: first.welcome.features.includes(FEATURE_RESUME),
+      delta: cfg.delta && first.welcome.features.includes(FEATURE_DELTA) ? { seed: randomInt(1, 2 ** 31), blockSize: cfg.blockSize ?? 0 } : undefined,
     });
     if (!endpoint.conn.features.sameHost) acct.wireBytes = wireBytes(streams);
     await finishStreams(streams, plan.files.length + plan.mkdirs.length > 0, signal, endpoint.recycle ? endpoint.conn : undefined);

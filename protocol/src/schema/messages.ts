@@ -146,6 +146,9 @@ export interface FileBegin {
   verify: boolean;
   fsync: boolean;
   verifyAlgo: string;
+  delta: boolean;
+  deltaBlockSize: number;
+  deltaBasisSize: number;
 }
 
 export interface Data {
@@ -233,6 +236,11 @@ export interface ReadItem {
   offset: number;
   length: number;
   transferId: string;
+  delta: boolean;
+  deltaSeed: number;
+  deltaBlockSize: number;
+  deltaStrongLength: number;
+  deltaBasisSize: number;
 }
 
 export interface ReadRequest {
@@ -283,6 +291,8 @@ export interface ResumeInfo {
 export interface SignatureRequest {
   fileId: number;
   path: Uint8Array;
+  seed: number;
+  blockSize: number;
 }
 
 export interface Signature {

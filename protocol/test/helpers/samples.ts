@@ -58,6 +58,9 @@ export const samples: { [T in MsgTypeValue]: MessageByType[T] } = {
     verify: true,
     fsync: true,
     verifyAlgo: 'sha256',
+    delta: true,
+    deltaBlockSize: 16384,
+    deltaBasisSize: 2 ** 40,
   },
   [MsgType.DATA]: { fileId: 77, offset: 2 ** 45 + 1, rawLength: 1 << 20, compression: 1 },
   [MsgType.FILE_END]: { fileId: 77, hash: Buffer.alloc(8, 1), verifyHash: Buffer.alloc(32, 2), aborted: true },
@@ -92,7 +95,7 @@ export const samples: { [T in MsgTypeValue]: MessageByType[T] } = {
   [MsgType.DELETE]: { requestId: 4, path: b('old'), type: 2 },
   [MsgType.MKDIR]: { requestId: 5, entry: entry('d', { type: 2 }) },
   [MsgType.SYMLINK]: { requestId: 6, entry: entry('s', { type: 3 }) },
-  [MsgType.SIGNATURE_REQUEST]: { fileId: 8, path: b('basis') },
+  [MsgType.SIGNATURE_REQUEST]: { fileId: 8, path: b('basis'), seed: 4242, blockSize: 0 },
   [MsgType.SIGNATURE]: { fileId: 8, blockSize: 32768, strongLength: 8, basisSize: 2 ** 40, blockCount: 33554432 },
   [MsgType.DELTA_OPS]: {
     fileId: 8,
@@ -113,8 +116,8 @@ export const samples: { [T in MsgTypeValue]: MessageByType[T] } = {
   [MsgType.READ_REQUEST]: {
     requestId: 11,
     items: [
-      { fileId: 1, entry: entry('x'), destPath: b('dst/x'), chunk: false, offset: 0, length: 0, transferId: '' },
-      { fileId: 2, entry: entry('y'), destPath: b('dst/y'), chunk: true, offset: 2 ** 33, length: 1 << 25, transferId: 'c123' },
+      { fileId: 1, entry: entry('x'), destPath: b('dst/x'), chunk: false, offset: 0, length: 0, transferId: '', delta: true, deltaSeed: 99, deltaBlockSize: 700, deltaStrongLength: 3, deltaBasisSize: 123456 },
+      { fileId: 2, entry: entry('y'), destPath: b('dst/y'), chunk: true, offset: 2 ** 33, length: 1 << 25, transferId: 'c123', delta: false, deltaSeed: 0, deltaBlockSize: 0, deltaStrongLength: 0, deltaBasisSize: 0 },
     ],
     hashAlgo: 'xxhash64',
     verifyAlgo: 'blake3',
