@@ -97,3 +97,32 @@ describe('--delta', () => {
     assert.equal(b.code, 0, b.stderr);
   });
 });
+
+describe('--delta: the receiver checks its basis', () => {
+  it('a basis that changed since its signature fails that file (and the client sends it whole)', async () => {
+    const { RawConn } = await import('../fixtures/faults.js');
+    const { encodeFrame, MsgType, PROTOCOL_VERSION } = await import('@smartcopy/protocol');
+    const root = tempDir('delta-basis');
+    const agent = await startAgent(root);
+    const conn = await RawConn.connect(agent.port);
+    try {
+      put(path.join(root, 'b.bin'), pseudoRandom(200_000, 3));
+      conn.send(encodeFrame(MsgType.HELLO, { version: PROTOCOL_VERSION, minVersion: 1, sessionId: 'basis-check', clientNonce: Buffer.alloc(32, 7), streamIndex: 0, streamCount: 1 }));
+      assert.ok(await conn.frame(MsgType.WELCOME, 5000));
+      // the signature the sender matched against described a 100,000-byte basis; the file has 200,000
+      const entry = { path: Buffer.from('b.bin'), type: 1, size: 10, mtimeSec: 1, mode: 0o644 };
+      conn.send(encodeFrame(MsgType.FILE_BEGIN, { fileId: 1, entry, hashAlgo: 'xxhash64', delta: true, deltaBlockSize: 700, deltaBasisSize: 100_000 }));
+      conn.send(encodeFrame(MsgType.DELTA_OPS, { fileId: 1, ops: [{ kind: 1, length: 10 }], rawLength: 10 }, Buffer.alloc(10, 65)));
+      conn.send(encodeFrame(MsgType.FILE_END, { fileId: 1, hash: Buffer.alloc(8) }));
+      const res = await conn.frame(MsgType.RESULT, 5000);
+      assert.ok(res, 'the receiver answers');
+      assert.equal(res.header.ok, false);
+      assert.equal(res.header.error.codeName, 'SC_ERR_CHECKSUM_MISMATCH');
+      assert.equal(fs.statSync(path.join(root, 'b.bin')).size, 200_000, 'the old file is untouched');
+    } finally {
+      conn.destroy();
+      await agent.stop();
+      cleanup(root);
+    }
+  });
+});

@@ -21,6 +21,13 @@ export class Accounting {
   bytesDone = 0;
   /** bytes that crossed the transport (0 for local copies) */
   wireBytes = 0;
+  /** reads the transport's byte counters while the run is going (remote copies) */
+  wireProbe: (() => number) | undefined;
+
+  /** wire bytes so far */
+  currentWire(): number {
+    return this.wireProbe ? this.wireProbe() : this.wireBytes;
+  }
   bytesSkipped = 0;
   /** bytes of chunks kept from an interrupted run and confirmed, not sent again */
   bytesResumed = 0;

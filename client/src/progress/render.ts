@@ -132,7 +132,9 @@ export class JsonRenderer implements RunEvents {
       filesTotal: a.filesTotal,
       bytesDone: a.bytesDone,
       bytesTotal: a.bytesTotal,
-      bytesOnWire: a.wireBytes,
+      bytesOnWire: a.currentWire(),
+      bytesMatched: a.bytesMatched,
+      bytesLiteral: a.bytesLiteral,
       seconds: Number(secs.toFixed(3)),
       bytesPerSecond: secs > 0 ? Math.round(a.bytesDone / secs) : 0,
     });

@@ -113,8 +113,10 @@ export async function pull(cfg: Config, src: Extract<Target, { kind: 'tcp' }>, d
       return;
     }
     await openMoreStreams(endpoint.conn, hs, Math.min(cfg.streams, Math.max(1, plan.files.length)), streams, events);
+    acct.wireProbe = () => wireBytes(streams);
     await executePull(plan, { cfg, streams, control, applier, acct, events, signal, chunks: hasChunks(first.welcome.features) });
     acct.wireBytes = wireBytes(streams);
+    acct.wireProbe = undefined;
     await finishStreams(streams, plan.files.length > 0, signal, endpoint.recycle ? endpoint.conn : undefined);
     completed = true;
   } finally {

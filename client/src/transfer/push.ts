@@ -110,6 +110,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
     // A bandwidth limit needs the bytes to pass through us, so it turns the kernel copy off.
     const native = first.welcome.sameHost && first.welcome.features.includes(FEATURE_NATIVE_COPY) && cfg.kernelCopy && !cfg.bandwidthLimit;
     const bucket = cfg.bandwidthLimit ? new TokenBucket(cfg.bandwidthLimit) : undefined;
+    if (!endpoint.conn.features.sameHost) acct.wireProbe = () => wireBytes(streams);
     await executePlan(plan, {
       streams,
       send: {
@@ -129,6 +130,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
       delta: cfg.delta && first.welcome.features.includes(FEATURE_DELTA) ? { seed: randomInt(1, 2 ** 31), blockSize: cfg.blockSize ?? 0 } : undefined,
     });
     if (!endpoint.conn.features.sameHost) acct.wireBytes = wireBytes(streams);
+    acct.wireProbe = undefined;
     await finishStreams(streams, plan.files.length + plan.mkdirs.length > 0, signal, endpoint.recycle ? endpoint.conn : undefined);
     completed = true;
   } finally {
