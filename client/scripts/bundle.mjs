@@ -18,6 +18,7 @@ await build({
     smartcopy: path.join(root, 'client/dist/src/cli/main.js'),
     'walk-worker': path.join(root, 'agent/dist/src/scan/walk-worker.js'),
     'copy-worker': path.join(root, 'agent/dist/src/apply/copy-worker.js'),
+    'match-worker': path.join(root, 'agent/dist/src/transfer/match-worker.js'),
   },
   outdir,
   outExtension: { '.js': '.js' },

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// smartcopy benchmark: local copies (smartcopy vs cp -a vs rsync -a) and pushes over loopback
-// TCP (smartcopy agent vs rsync daemon) in one run, same machine, same datasets. Usage and how
-// to read the output: test/bench/README.md (or --help).
+// smartcopy benchmark: local copies (smartcopy vs cp -a vs rsync -a), pushes over loopback
+// TCP (smartcopy agent vs rsync daemon) and delta pushes of an edited file onto its original
+// (smartcopy --delta vs rsync --no-whole-file) in one run, same machine, same datasets. Usage
+// and how to read the output: test/bench/README.md (or --help).
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -25,9 +26,10 @@ const USAGE = `Usage: npm run bench -- [options]        (or: node test/bench/run
   --runs N         timed runs per tool (default 5)
   --warmup N       untimed warm-up runs per tool before those (default 1)
   --only REGEX     run only rows whose id "group/scenario/dataset/tool" matches, e.g.
-                   'local/', 'tcp/', 'small', 'tcp/full/mixed', 'smartcopy|rsync'
+                   'local/', 'tcp/', 'delta/', 'small', 'tcp/full/mixed', 'smartcopy|rsync'
                    (groups: local with tools smartcopy, cp-a, rsync; tcp with tools
-                   smartcopy, rsyncd)
+                   smartcopy, rsyncd; delta, ids delta/CASE/TOOL with cases overwrite,
+                   insert, delete and tools smartcopy, rsyncd)
   --data DIR       dataset directory (default ${SCBENCH}/data at scale 1, else
                    ${SCBENCH}/data-s<scale>, so a small run keeps the big datasets)
   --no-tmpfs       keep destinations on the disk under ${DSTROOT} (default: a tmpfs
@@ -489,13 +491,30 @@ const SCENARIOS = [
     tools: ['smartcopy', 'rsyncd'],
     goal: { peer: 'rsyncd', max: 1.0 },
   },
+  // delta group: one edited file pushed over loopback TCP onto a copy of its original; `kind`
+  // is the edit, the file sent is delta/changed-KIND.bin
+  ...[
+    ['overwrite', '100 scattered 4 KiB overwrites'],
+    ['insert', '1 MiB inserted in the middle'],
+    ['delete', '1 MiB deleted from the middle'],
+  ].map(([kind, what]) => ({
+    group: 'delta',
+    kind,
+    dataset: 'delta',
+    title: `Delta push over loopback: ${what} (base.bin put at the destination before every run)`,
+    tools: ['smartcopy', 'rsyncd'],
+    goal: { peer: 'rsyncd', max: 0.6 },
+  })),
 ];
 
-const rowId = (sc, tool) => `${sc.group}/${sc.kind}/${sc.dataset}/${tool}`;
+// the delta group has a single dataset: its ids leave it out (delta/insert/rsyncd)
+const rowId = (sc, tool) => (sc.group === 'delta' ? `delta/${sc.kind}/${tool}` : `${sc.group}/${sc.kind}/${sc.dataset}/${tool}`);
+/** Groups whose rows push to this run's servers (smartcopy agent, rsync daemon). */
+const overTcp = (sc) => sc.group === 'tcp' || sc.group === 'delta';
 for (const sc of SCENARIOS) sc.selected = sc.tools.filter((t) => ONLY.test(rowId(sc, t)));
 const active = SCENARIOS.filter((sc) => sc.selected.length > 0);
-if (active.length === 0) usageError(`--only '${args.only}' matches no row (ids look like local/full/mixed/smartcopy, tcp/resync/small/rsyncd)`);
-const tcpActive = active.some((sc) => sc.group === 'tcp');
+if (active.length === 0) usageError(`--only '${args.only}' matches no row (ids look like local/full/mixed/smartcopy, tcp/resync/small/rsyncd, delta/insert/smartcopy)`);
+const tcpActive = active.some(overTcp);
 
 const missing = new Set();
 for (const sc of active) for (const t of sc.selected) if (!TOOLS[t].available) missing.add(t);
@@ -524,6 +543,12 @@ for (const ds of datasets) {
   dsInfo[ds] = { root, entries, ...treeStats(entries), footprint: tmpfsFootprint(entries) };
 }
 
+/** tmpfs bytes of the largest file of the delta dataset (the inserted one). */
+function deltaFileFootprint() {
+  const sizes = [...dsInfo.delta.entries.values()].filter((e) => e.type === 'file').map((e) => e.size);
+  return Math.ceil(Math.max(...sizes) / 4096) * 4096 + 4096;
+}
+
 fs.mkdirSync(DSTROOT, { recursive: true });
 fs.mkdirSync(LOGDIR, { recursive: true });
 let dstNote;
@@ -535,7 +560,10 @@ if (isMountPoint(DSTROOT)) {
   dstNote = 'not root, cannot mount a tmpfs: destinations on the disk';
 } else {
   // every tool's last output is kept until verification, so one scenario needs a copy per tool
-  const need = Math.max(...active.map((sc) => sc.selected.length * dsInfo[sc.dataset].footprint));
+  // (a delta row holds one target.bin plus, while a run writes, the new version beside it)
+  const need = Math.max(
+    ...active.map((sc) => sc.selected.length * (sc.group === 'delta' ? 2 * deltaFileFootprint() : dsInfo[sc.dataset].footprint)),
+  );
   const size = Math.ceil((need * 1.2 + (256 << 20)) / (1 << 20));
   const avail = Math.floor(os.freemem() / (1 << 20));
   if (size > avail * 0.7) {
@@ -667,8 +695,8 @@ async function startRsyncd() {
 }
 
 if (tcpActive) {
-  const needAgent = active.some((sc) => sc.group === 'tcp' && sc.selected.includes('smartcopy') && smartcopy.available);
-  const needRsyncd = active.some((sc) => sc.group === 'tcp' && sc.selected.includes('rsyncd')) && rsyncPath !== null;
+  const needAgent = active.some((sc) => overTcp(sc) && sc.selected.includes('smartcopy') && smartcopy.available);
+  const needRsyncd = active.some((sc) => overTcp(sc) && sc.selected.includes('rsyncd')) && rsyncPath !== null;
   if (needAgent) {
     servers.smartcopy = await startAgent();
     log(servers.smartcopy.failed ? `smartcopy agent failed to start: ${servers.smartcopy.failed}` : servers.smartcopy.ready);
@@ -804,7 +832,7 @@ function wipeFor(sc, r, ds) {
 
 /** Why a row's server cannot serve it (TCP group), or null. */
 function serverProblem(sc, tool) {
-  if (sc.group !== 'tcp') return null;
+  if (!overTcp(sc)) return null;
   const srv = servers[tool];
   if (!srv) return `no server for ${tool}`;
   if (srv.failed) return `${srv.name} did not start: ${srv.failed}`;
@@ -991,6 +1019,227 @@ async function runScenario(sc) {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// the delta group: one edited file pushed onto a copy of its original, over loopback TCP
+
+/** Where a delta row writes: `dir` (kept for the whole run), `dst` and the tool's operand. */
+function deltaTarget(tool) {
+  const dirName = `delta-${tool === 'rsyncd' ? 'rsync' : tool}`;
+  const dir = path.join(DSTROOT, dirName);
+  const dst = path.join(dir, 'target.bin');
+  const port = servers[tool]?.port;
+  const target =
+    tool === 'smartcopy'
+      ? `127.0.0.1:${port}:/${dirName}/target.bin`
+      : `rsync://127.0.0.1:${port}/${RSYNCD_MODULE}/${dirName}/target.bin`;
+  return { dir, dst, target };
+}
+
+const deltaArgv = (tool, src, target) =>
+  tool === 'smartcopy' ? [...smartcopy.argv, src, target, '--delta'] : ['rsync', '-a', '--no-whole-file', src, target];
+
+/**
+ * A fresh copy of base.bin as the row's target, with base.bin's mode and mtime: the state a
+ * user's earlier copy would be in. The file is replaced, never its directory (the agent caches
+ * directories it has checked; see wipeFor). Anything else in the directory (a temporary file
+ * a failed run left behind) goes too, so it cannot turn up as an extra in verification.
+ */
+function putBase(r, base) {
+  fs.mkdirSync(r.dir, { recursive: true });
+  for (const name of fs.readdirSync(r.dir)) fs.rmSync(path.join(r.dir, name), { recursive: true, force: true });
+  fs.copyFileSync(base.path, r.dst);
+  fs.chmodSync(r.dst, base.mode);
+  fs.utimesSync(r.dst, base.atime, base.mtime);
+  spawnSync('sync');
+}
+
+/** cmp(1) of the file, then size / mtime (to the second) / mode, and no other files beside it. */
+async function verifyFile(src, dst, dir) {
+  let st;
+  try {
+    st = await fsp.stat(dst);
+  } catch (err) {
+    return { status: 'NO-OUTPUT', content: { status: 'error', error: `${dst}: ${err.code}` }, meta: { count: null, sample: [] } };
+  }
+  const c = await capture(['cmp', src, dst]);
+  let content;
+  if (c.code === 0) content = { status: 'ok', diffs: 0 };
+  else if (c.code === 1) content = { status: 'differ', diffs: 1, sample: [`${c.stdout}${c.stderr}`.trim().slice(0, 300)] };
+  else content = { status: 'error', error: (c.stderr || c.error || `exit ${c.code}`).trim().slice(0, 300) };
+  const s = await fsp.stat(src);
+  const mismatches = [];
+  if (s.size !== st.size) mismatches.push({ path: 'target.bin', what: 'size', src: s.size, dst: st.size });
+  const sec = (x) => Math.floor(x.mtimeMs / 1000);
+  if (sec(s) !== sec(st)) mismatches.push({ path: 'target.bin', what: 'mtime', src: sec(s), dst: sec(st) });
+  if ((s.mode & 0o7777) !== (st.mode & 0o7777))
+    mismatches.push({ path: 'target.bin', what: 'mode', src: (s.mode & 0o7777).toString(8), dst: (st.mode & 0o7777).toString(8) });
+  for (const name of await fsp.readdir(dir)) if (name !== 'target.bin') mismatches.push({ path: name, what: 'extra' });
+  const parts = [];
+  if (content.status === 'differ') parts.push('CONTENT-DIFF:1');
+  if (content.status === 'error') parts.push('CMP-ERROR');
+  if (mismatches.length) parts.push(`meta:${mismatches.length}`);
+  return { status: parts.length ? parts.join(' ') : 'ok', content, meta: { count: mismatches.length, sample: mismatches } };
+}
+
+async function runDeltaScenario(sc) {
+  const ds = dsInfo[sc.dataset];
+  const src = path.join(ds.root, `changed-${sc.kind}.bin`);
+  const baseStat = fs.statSync(path.join(ds.root, 'base.bin'));
+  const base = { path: path.join(ds.root, 'base.bin'), mode: baseStat.mode & 0o7777, atime: baseStat.atime, mtime: baseStat.mtime };
+  const bytes = fs.statSync(src).size;
+  const rows = sc.selected.map((tool) => {
+    const { dir, dst, target } = deltaTarget(tool);
+    const problem = TOOLS[tool].available ? serverProblem(sc, tool) : null;
+    return {
+      id: rowId(sc, tool),
+      tool,
+      label: TOOLS[tool].label,
+      argv: TOOLS[tool].available && !problem ? deltaArgv(tool, src, target) : null,
+      dir,
+      dst,
+      status: !TOOLS[tool].available ? 'skipped' : problem ? 'FAILED' : 'ok',
+      error: !TOOLS[tool].available ? TOOLS[tool].reason : (problem ?? undefined),
+      times: [],
+      warmupTimes: [],
+      cpu: [],
+      serverCpu: [],
+    };
+  });
+  const live = () => rows.filter((r) => r.status === 'ok');
+  const logName = (r) => r.id.replaceAll('/', '.');
+  for (const r of live()) scratchDirs.add(r.dir);
+
+  log(`== delta/${sc.kind}: ${path.basename(src)} (${fmtBytes(bytes)}) onto base.bin (${fmtBytes(baseStat.size)}); warming the page cache`);
+  const warm = new Map([['base.bin', { type: 'file' }], [path.basename(src), { type: 'file' }]]);
+  await warmCache(ds.root, warm);
+  const loadBefore = os.loadavg()[0];
+
+  const total = WARMUP + RUNS;
+  for (let round = 0; round < total; round++) {
+    const order = live();
+    for (let i = 0; i < order.length; i++) {
+      const r = order[(i + round) % order.length];
+      if (r.status !== 'ok') continue;
+      const problem = serverProblem(sc, r.tool);
+      if (problem) {
+        r.status = 'FAILED';
+        r.error = problem;
+        log(`   ${r.label}: FAILED (${r.error})`);
+        continue;
+      }
+      putBase(r, base);
+      const srv = servers[r.tool];
+      const srvCpu0 = await serverCpuNow(srv);
+      const errFile = path.join(LOGDIR, `${logName(r)}.stderr`);
+      const res = await runTimed(r.argv, errFile);
+      if (!res.ok) {
+        r.status = 'FAILED';
+        r.error = `${res.error ?? `exit ${res.code ?? res.signal}`}: ${tailOf(errFile)}`.trim();
+        log(`   ${r.label}: FAILED (${r.error})`);
+        continue;
+      }
+      if (round < WARMUP) {
+        r.warmupTimes.push(res.seconds);
+        continue;
+      }
+      r.times.push(res.seconds);
+      r.cpu.push(res.cpu);
+      const srvCpu1 = await serverCpuNow(srv);
+      r.serverCpu.push(srvCpu0 != null && srvCpu1 != null ? srvCpu1 - srvCpu0 : null);
+    }
+    log(`   round ${round + 1}/${total}${round < WARMUP ? ' (warm-up)' : ''} done`);
+  }
+  const loadAfter = os.loadavg()[0];
+
+  const medianOrNull = (xs) => (xs && xs.length && xs.every((x) => x != null) ? median(xs) : null);
+  for (const r of rows) {
+    if (r.status !== 'ok') continue;
+    r.median = median(r.times);
+    r.min = Math.min(...r.times);
+    r.max = Math.max(...r.times);
+    r.MBps = bytes / r.median / 1e6;
+    r.filesPerS = 1 / r.median;
+    r.cpuMedian = medianOrNull(r.cpu);
+    r.serverCpuMedian = medianOrNull(r.serverCpu);
+    log(`   verifying ${r.label}`);
+    r.verify = await verifyFile(src, r.dst, r.dir);
+  }
+
+  // one extra run each, again onto a fresh base.bin: smartcopy's --json summary, rsync's --stats
+  for (const r of rows) {
+    if (r.status !== 'ok') continue;
+    putBase(r, base);
+    if (r.tool === 'smartcopy') {
+      log(`   one more ${r.label} run with --json`);
+      const c = await capture([...r.argv, '--json']);
+      r.summary = summaryOf(c);
+      if (!r.summary) r.summaryError = `no summary event from --json (exit ${c.code}) ${c.stderr.trim().slice(0, 200)}`;
+      else if (typeof r.summary.bytesOnWire === 'number') r.wire = { total: r.summary.bytesOnWire, source: 'bytesOnWire of --json summary' };
+      else r.summaryError = `--json summary has no bytesOnWire: ${JSON.stringify(r.summary).slice(0, 200)}`;
+    } else {
+      log(`   one more ${r.label} run with --stats`);
+      const c = await capture([r.argv[0], '--stats', ...r.argv.slice(1)]);
+      const st = c.code === 0 ? rsyncStatsOf(c) : null;
+      if (st) {
+        r.wire = { ...st, source: 'rsync --stats: total bytes sent + received' };
+        const m = /Matched data:\s*([\d,.']+)/.exec(c.stdout);
+        const l = /Literal data:\s*([\d,.']+)/.exec(c.stdout);
+        if (m && l) r.rsyncDelta = { matched: Number(m[1].replace(/[,.']/g, '')), literal: Number(l[1].replace(/[,.']/g, '')) };
+      } else r.wireError = `rsync --stats (exit ${c.code}): ${(c.stderr || c.error || 'no "Total bytes" lines').trim().slice(0, 200)}`;
+    }
+  }
+  // the directories stay (the agent knows them); the 1 GiB files would only fill the tmpfs
+  for (const r of rows) fs.rmSync(r.dst, { force: true });
+
+  const out = {
+    group: sc.group,
+    kind: sc.kind,
+    dataset: sc.dataset,
+    file: path.basename(src),
+    title: sc.title,
+    bytes,
+    baseBytes: baseStat.size,
+    files: 1,
+    entryCount: 1,
+    load1Before: +loadBefore.toFixed(2),
+    load1After: +loadAfter.toFixed(2),
+    goal: sc.goal,
+    rows: rows.map(({ dst, dir, ...r }) => r),
+  };
+  out.goalResult = judge(out);
+  out.wireGoalResult = judgeWire(out);
+  results.scenarios.push(out);
+  saveResults();
+  return out;
+}
+
+/** The delta group's second goal: no more bytes on the wire than rsync. */
+function judgeWire(sc) {
+  const text = `bytes ≤ ${TOOLS[sc.goal.peer].label}'s`;
+  const me = sc.rows.find((r) => r.tool === 'smartcopy');
+  const peer = sc.rows.find((r) => r.tool === sc.goal.peer);
+  if (!me || !peer) return { text, verdict: 'n/a', why: 'not selected' };
+  if (me.status === 'skipped') return { text, verdict: 'n/a', why: 'smartcopy not available' };
+  if (me.status !== 'ok') return { text, verdict: 'MISSED', why: 'smartcopy failed' };
+  if (!me.wire) return { text, verdict: 'MISSED', why: 'no bytesOnWire from smartcopy' };
+  if (peer.status !== 'ok' || !peer.wire) return { text, verdict: 'n/a', why: `no ${peer.label} byte count` };
+  const ratio = me.wire.total / peer.wire.total;
+  if (me.verify.status !== 'ok') return { text, verdict: 'MISSED', ratio, why: `verify ${me.verify.status}` };
+  return { text, verdict: me.wire.total <= peer.wire.total ? 'MET' : 'MISSED', ratio };
+}
+
+/** test/bench/matcher.mjs, when present: the delta matcher's CPU cost in MiB/s on one core. */
+async function runMatcher() {
+  const file = path.join(HERE, 'matcher.mjs');
+  if (!fs.existsSync(file)) return null;
+  log('== matcher micro-benchmark (test/bench/matcher.mjs)');
+  const c = await capture([process.execPath, file]);
+  const res = { argv: [process.execPath, file], code: c.code, signal: c.signal ?? null, stdout: c.stdout, stderr: c.stderr };
+  results.matcher = res;
+  saveResults();
+  return res;
+}
+
 function judge(sc) {
   const me = sc.rows.find((r) => r.tool === 'smartcopy');
   const peer = sc.rows.find((r) => r.tool === sc.goal.peer);
@@ -1055,6 +1304,57 @@ function table(sc) {
   return lines.join('\n');
 }
 
+function deltaTable(sc) {
+  const me = sc.rows.find((r) => r.tool === 'smartcopy' && r.status === 'ok');
+  const n = (x) => (x == null ? '—' : x.toLocaleString('en-US'));
+  const lines = [
+    `### ${sc.title}`,
+    '',
+    `${sc.file}, ${fmtBytes(sc.bytes)}, onto a copy of base.bin (${fmtBytes(sc.baseBytes)}, same mode and mtime); ` +
+      `${RUNS} timed run${RUNS > 1 ? 's' : ''} per tool after ${WARMUP} warm-up; load ${sc.load1Before} → ${sc.load1After}`,
+    '',
+    '| tool | median s | min s | max s | MB/s | client cpu s | server cpu s | smartcopy ÷ tool | bytes on wire | verify | goal |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+  ];
+  const goals = `${goalCell(sc)}; ${goalCell({ goalResult: sc.wireGoalResult })}`;
+  for (const r of sc.rows) {
+    const goal = r.tool === 'smartcopy' ? goals : '';
+    if (r.status !== 'ok') {
+      lines.push(`| ${r.label} | — | — | — | — | — | — | — | — | ${r.status} | ${goal} |`);
+      continue;
+    }
+    const ratio = r.tool === 'smartcopy' ? '—' : me ? `${(me.median / r.median).toFixed(2)}×` : '—';
+    lines.push(
+      `| ${r.label} | ${fmtS(r.median)} | ${fmtS(r.min)} | ${fmtS(r.max)} | ${fmtRate(r.MBps)} | ${fmtCpu(r.cpuMedian)} | ` +
+        `${fmtCpu(r.serverCpuMedian)} | ${ratio} | ${n(r.wire?.total)} | ${r.verify.status} | ${goal} |`,
+    );
+  }
+  const details = [];
+  for (const r of sc.rows) {
+    if (r.error) details.push(`- ${r.label}: ${r.status}: ${r.error}`);
+    if (r.verify && r.verify.status !== 'ok') {
+      const v = r.verify;
+      if (v.content.status === 'differ') details.push(`- ${r.label}: content differs: ${v.content.sample.join('; ')}`);
+      if (v.content.status === 'error') details.push(`- ${r.label}: ${v.status === 'NO-OUTPUT' ? 'no destination' : 'cmp failed'}: ${v.content.error}`);
+      const sample = v.meta.sample.slice(0, 5).map((m) => `${m.path} ${m.what}${m.src !== undefined ? ` ${m.src}→${m.dst}` : ''}`);
+      if (v.meta.count) details.push(`- ${r.label}: ${v.meta.count} metadata mismatches: ${sample.join('; ')}`);
+    }
+    if (r.summary) {
+      const { bytesOnWire, bytesMatched, bytesLiteral, speedup } = r.summary;
+      details.push(
+        `- smartcopy --json summary of one more run: bytesOnWire ${n(bytesOnWire)}, bytesMatched ${n(bytesMatched)}, ` +
+          `bytesLiteral ${n(bytesLiteral)}, speedup ${speedup == null ? '—' : typeof speedup === 'number' ? speedup.toFixed(2) : speedup}`,
+      );
+    }
+    if (r.rsyncDelta) details.push(`- rsync --stats: matched data ${n(r.rsyncDelta.matched)}, literal data ${n(r.rsyncDelta.literal)}`);
+    if (r.summaryError) details.push(`- smartcopy --json: ${r.summaryError}`);
+    if (r.wireError) details.push(`- ${r.label}: ${r.wireError}`);
+  }
+  details.push(`- bytes on the wire (one more run each): ${wireLine(sc)}`);
+  lines.push('', ...details);
+  return lines.join('\n');
+}
+
 function wireOf(sc) {
   const me = sc.rows.find((r) => r.tool === 'smartcopy')?.wire ?? null;
   const peer = sc.rows.find((r) => r.tool === 'rsyncd')?.wire ?? null;
@@ -1074,7 +1374,7 @@ function wireLine(sc) {
 /** All TCP scenarios' bytes on the wire side by side, exact byte counts. */
 function wireTable(scs) {
   const lines = [
-    '### Bytes on the wire (TCP; one more run per tool after the timed ones)',
+    '### Bytes on the wire (TCP and delta; one more run per tool after the timed ones)',
     '',
     'smartcopy: `bytesOnWire` of its `--json` summary (all streams, both directions); rsync: `--stats` total bytes sent + received.',
     '',
@@ -1084,8 +1384,11 @@ function wireTable(scs) {
   const n = (x) => (x == null ? '—' : x.toLocaleString('en-US'));
   for (const sc of scs) {
     const { me, peer, ratio } = wireOf(sc);
+    // a delta push nominally sends the whole changed file; a no-change re-sync sends nothing
+    const data = sc.group === 'delta' || sc.kind === 'full' ? sc.bytes : 0;
+    const id = sc.group === 'delta' ? `delta/${sc.kind}` : `${sc.group}/${sc.kind}/${sc.dataset}`;
     lines.push(
-      `| ${sc.kind}/${sc.dataset} | ${n(sc.kind === 'full' ? sc.bytes : 0)} | ${n(me?.total)} | ${n(peer?.sent)} | ${n(peer?.received)} | ` +
+      `| ${id} | ${n(data)} | ${n(me?.total)} | ${n(peer?.sent)} | ${n(peer?.received)} | ` +
         `${n(peer?.total)} | ${ratio === null ? '—' : `${ratio.toFixed(3)}×`} |`,
     );
   }
@@ -1109,25 +1412,49 @@ if (machine.agent) print(`- tcp: ${machine.agent}`);
 if (machine.rsyncd) print(`- tcp: rsync daemon ${machine.rsyncd}`);
 print(`- scale ${SCALE}, data ${DATA}`);
 
+const lastDelta = active.findLast((sc) => sc.group === 'delta');
 for (const sc of active) {
-  const out = await runScenario(sc);
+  const out = sc.group === 'delta' ? await runDeltaScenario(sc) : await runScenario(sc);
   print();
-  print(table(out));
+  print(sc.group === 'delta' ? deltaTable(out) : table(out));
+  if (sc === lastDelta) {
+    const m = await runMatcher();
+    if (m) {
+      print();
+      print('### Delta matcher, one core (test/bench/matcher.mjs)');
+      print();
+      print('```');
+      print(m.stdout.trimEnd());
+      print('```');
+      if (m.code !== 0) {
+        const why = `test/bench/matcher.mjs exited ${m.code ?? m.signal}: ${m.stderr.trim().slice(0, 300)}`;
+        print();
+        print(`- ${why}`);
+        notes.push(why);
+        process.exitCode = 1;
+      }
+    }
+  }
 }
 machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
 saveResults();
 stopServers();
 
-const tcpDone = results.scenarios.filter((s) => s.group === 'tcp');
+const tcpDone = results.scenarios.filter(overTcp);
 if (tcpDone.length) {
   print();
   print(wireTable(tcpDone));
 }
 
 print();
-const judged = results.scenarios.filter((s) => s.goalResult.verdict !== 'n/a');
-const met = judged.filter((s) => s.goalResult.verdict === 'MET').length;
-if (judged.length) print(`Goals: ${met}/${judged.length} MET. Ratios are smartcopy's median over the other tool's; < 1.0 means smartcopy is faster.`);
+// the delta scenarios have two goals each: time and bytes on the wire
+const judged = results.scenarios.flatMap((s) => [s.goalResult, s.wireGoalResult]).filter((g) => g && g.verdict !== 'n/a');
+const met = judged.filter((g) => g.verdict === 'MET').length;
+if (judged.length)
+  print(
+    `Goals: ${met}/${judged.length} MET. Ratios are smartcopy's median over the other tool's (bytes: smartcopy's over rsync's); ` +
+      '< 1.0 means smartcopy is faster (sends less).',
+  );
 else print('Goals: none judged (smartcopy or its peer was not selected or not available).');
 for (const n of notes) print(`Note: ${n}`);
 print(`Raw results: ${resultsFile}`);

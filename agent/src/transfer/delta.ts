@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import {
   BasisSignature,
   Compression,
-  Matcher,
   MsgType,
   SignatureBuilder,
   SmartcopyError,
@@ -19,6 +18,7 @@ import {
 } from '@smartcopy/protocol';
 import type { Channel } from '../session/channel.js';
 import type { SendOptions, WireEntry } from './send.js';
+import { sharedMatchPool, type MatchEnd } from './match-pool.js';
 
 /** Files smaller than this go whole: a signature round trip costs more than sending them. */
 export const DELTA_MIN_SIZE = 64 * 1024;
@@ -104,49 +104,48 @@ export async function sendDeltaFile(
   seed: number,
   opts: SendOptions,
 ): Promise<MatchStats> {
-  await initCodecs();
-  const fh = await openRead(src, display, opts.noFollow ?? false);
-  try {
-    const matcher = await Matcher.create(sig, { seed, hashAlgo: 'xxhash64' });
-    ch.send(MsgType.FILE_BEGIN, {
-      fileId,
-      entry,
-      hashAlgo: 'xxhash64',
-      fsync: opts.fsync,
-      delta: true,
-      deltaBlockSize: sig.blockSize,
-      deltaBasisSize: sig.basisSize,
-    });
-    const sendBatches = async (batches: readonly DeltaBatch[]): Promise<void> => {
-      for (const b of batches) {
-        let compressed: { compression: number; payload: Buffer } | undefined;
-        if (opts.compress && b.literals.length > 0) {
-          const c = await lz4Compress(b.literals);
-          if (shouldSendCompressed(b.literals.length, c.length)) compressed = { compression: Compression.LZ4, payload: c };
-        }
-        const f = deltaOpsFrame(fileId, b, compressed);
-        if (opts.throttle) await opts.throttle(f.payload.length);
-        opts.onBytes?.(b.literals.length, f.payload.length);
-        if (!ch.send(MsgType.DELTA_OPS, f.header, f.payload)) await ch.drain();
+  ch.send(MsgType.FILE_BEGIN, {
+    fileId,
+    entry,
+    hashAlgo: 'xxhash64',
+    fsync: opts.fsync,
+    delta: true,
+    deltaBlockSize: sig.blockSize,
+    deltaBasisSize: sig.basisSize,
+  });
+  const sendBatches = async (batches: readonly DeltaBatch[]): Promise<void> => {
+    for (const b of batches) {
+      let compressed: { compression: number; payload: Buffer } | undefined;
+      if (opts.compress && b.literals.length > 0) {
+        const c = await lz4Compress(b.literals);
+        if (shouldSendCompressed(b.literals.length, c.length)) compressed = { compression: Compression.LZ4, payload: c };
       }
-    };
-    let pos = 0;
+      const f = deltaOpsFrame(fileId, b, compressed);
+      if (opts.throttle) await opts.throttle(f.payload.length);
+      opts.onBytes?.(b.literals.length, f.payload.length);
+      if (!ch.send(MsgType.DELTA_OPS, f.header, f.payload)) await ch.drain();
+    }
+  };
+  // Matching runs on a worker thread; this thread only moves its results to the wire.
+  const it = sharedMatchPool().match(src, sig, seed, opts.noFollow ?? false);
+  let end: MatchEnd;
+  try {
     for (;;) {
-      const into = matcher.inputBuffer();
-      const { bytesRead } = await fh.read(into, 0, into.length, pos);
-      if (bytesRead === 0) break;
-      pos += bytesRead;
-      await sendBatches(matcher.commit(bytesRead));
+      const r = await it.next();
+      if (r.done) {
+        end = r.value;
+        break;
+      }
+      await sendBatches(r.value);
     }
-    const done = matcher.finish();
-    await sendBatches(done.batches);
-    if (pos !== entry.size) {
-      ch.send(MsgType.FILE_END, { fileId, aborted: true });
-      throw new SmartcopyError('SC_ERR_VANISHED', `${display}: changed size while being sent (${pos} of ${entry.size} bytes); run again`, { path: display });
-    }
-    if (!ch.send(MsgType.FILE_END, { fileId, hash: done.hash ?? Buffer.alloc(0) })) await ch.drain();
-    return done.stats;
-  } finally {
-    await fh.close().catch(() => {});
+  } catch (e) {
+    if (ch.isOpen) ch.send(MsgType.FILE_END, { fileId, aborted: true });
+    throw e instanceof SmartcopyError ? new SmartcopyError(e.code, `${display}: ${e.message}`, { path: display }) : e;
   }
+  if (end.size !== entry.size) {
+    ch.send(MsgType.FILE_END, { fileId, aborted: true });
+    throw new SmartcopyError('SC_ERR_VANISHED', `${display}: changed size while being sent (${end.size} of ${entry.size} bytes); run again`, { path: display });
+  }
+  if (!ch.send(MsgType.FILE_END, { fileId, hash: end.hash ?? Buffer.alloc(0) })) await ch.drain();
+  return end.stats;
 }
