@@ -53,7 +53,8 @@ export async function serveRead(ch: Channel, cfg: SenderConfig, req: ReadRequest
           blockCount: item.deltaBlockSize > 0 ? Math.ceil(item.deltaBasisSize / item.deltaBlockSize) : -1,
         }).addSums(payload ?? Buffer.alloc(0));
         if (!sig.complete) throw new ProtocolError('SC_ERR_PROTOCOL', 'a delta READ_REQUEST carries an incomplete signature');
-        await sendDeltaFile(ch, item.fileId, src, dest, display, sig, item.deltaSeed, opts);
+        // literals are the changed bytes: compress them whenever that pays
+        await sendDeltaFile(ch, item.fileId, src, dest, display, sig, item.deltaSeed, { ...opts, compress: true });
       } else if (item.chunk) await sendChunk(ch, item.fileId, src, dest, item.transferId, item.offset, item.length, display, opts);
       else await sendWholeFile(ch, item.fileId, src, dest, display, opts);
     } catch (err) {

@@ -202,7 +202,12 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
             if (!sig || settled) {
               s.dropSignature(w.fileId, new SmartcopyError('SC_ERR_ABORTED', 'signature not needed'));
             } else {
-              const stats = await sendDeltaFile(s.ch, w.fileId, it.src, entry, it.display, sig, ctx.delta!.seed, { ...ctx.send, native: false });
+              // literals are the changed bytes: compress them whenever that pays on a real wire
+            const stats = await sendDeltaFile(s.ch, w.fileId, it.src, entry, it.display, sig, ctx.delta!.seed, {
+              ...ctx.send,
+              compress: ctx.send.compress || !ctx.send.native,
+              native: false,
+            });
               acct.bytesMatched += stats.copyBytes;
               acct.bytesLiteral += stats.literalBytes;
             }
