@@ -3,7 +3,7 @@ import { EntryType, type Entry } from '@smartcopy/protocol';
 import { compileRules, toWireEntry, type ScanEntry } from '@smartcopy/agent';
 import type { Config } from '../config.js';
 import { joinRel } from '../endpoints.js';
-import { keyOf, type SourceItem } from './plan.js';
+import { keyOf, type PlanOptions, type SourceItem } from './plan.js';
 
 /** A source listing mapped onto destination paths. */
 export interface Mapped {
@@ -52,6 +52,11 @@ export function mappingRoot(rootKind: string, srcName: string, destPrefix: Buffe
   if (rootKind === 'directory') return { listRoot: destPrefix, recursive: true };
   const base = Buffer.from(path.posix.basename(srcName.replace(/\/+$/, '')) || srcName);
   return { listRoot: dstIsDir || dstSlash ? joinRel(destPrefix, base) : destPrefix, recursive: false };
+}
+
+/** The planner's options for a run. */
+export function planOptions(cfg: Config): PlanOptions {
+  return { incremental: cfg.incremental, checksum: cfg.checksum, deleteExtra: cfg.deleteExtra, order: cfg.order, protect: protector(cfg) };
 }
 
 /** Destination entries that filters or size limits exclude are never deleted (rsync semantics). */

@@ -16,7 +16,7 @@ import {
 import { CHUNK_SIZE, CHUNK_THRESHOLD, type Config } from '../config.js';
 import { joinRel, localRoot, openRemote, type Endpoint } from '../endpoints.js';
 import { readFilesFrom } from '../plan/files-from.js';
-import { filterListing, fromWire, listingToMap, mapSource, protector, toEntry, type Mapped } from '../plan/map.js';
+import { filterListing, fromWire, listingToMap, mapSource, planOptions, toEntry, type Mapped } from '../plan/map.js';
 import { makePlan, type Plan, type SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
 import { reportDryRun, reportPlanned } from '../progress/report.js';
@@ -98,13 +98,7 @@ export async function pull(cfg: Config, src: Extract<Target, { kind: 'tcp' }>, d
 
     const localList = await scanTree(jail.resolve(listRoot), { shallow: !recursive, hashAlgo, followRootLink: false, hideParts: true }, signal);
     const dstMap = listingToMap(listRoot, localList.entries.map(toEntry));
-    const plan = makePlan(items, dstMap, listRoot, {
-      incremental: cfg.incremental,
-      checksum: cfg.checksum,
-      deleteExtra: cfg.deleteExtra,
-      order: cfg.order,
-      protect: protector(cfg),
-    });
+    const plan = makePlan(items, dstMap, listRoot, planOptions(cfg));
     reportPlanned(plan, acct, events, cfg, src.display, dst.path);
     if (cfg.dryRun) {
       reportDryRun(plan, acct, events);

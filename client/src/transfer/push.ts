@@ -6,7 +6,7 @@ import { BufferPool, scanTree, type ScanResult } from '@smartcopy/agent';
 import type { Config } from '../config.js';
 import { joinRel, openLocal, openRemote, type Endpoint } from '../endpoints.js';
 import { readFilesFrom, scanFilesFrom } from '../plan/files-from.js';
-import { listingToMap, mapSource, mappingRoot, protector, type Mapped } from '../plan/map.js';
+import { listingToMap, mapSource, mappingRoot, planOptions, type Mapped } from '../plan/map.js';
 import { makePlan, type SourceItem } from '../plan/plan.js';
 import type { Accounting, RunEvents } from '../progress/accounting.js';
 import { reportDryRun, reportPlanned, reportScanErrors } from '../progress/report.js';
@@ -91,13 +91,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
     const mapped: Mapped = srcRes.items
       ? { items: srcRes.items.map((it) => ({ ...it, dest: joinRel(prefix, it.dest) })), listRoot: prefix, recursive: true }
       : mapSource(srcRes.rootKind, srcRes.entries, (rel) => (rel.length === 0 ? srcBuf : Buffer.concat([srcBuf, Buffer.from('/'), rel])), srcAbs, prefix, dstIsDir, dst.trailingSlash);
-    const plan = makePlan(mapped.items, listingToMap(mapped.listRoot, listing.entries), mapped.listRoot, {
-      incremental: cfg.incremental,
-      checksum: cfg.checksum,
-      deleteExtra: cfg.deleteExtra,
-      order: cfg.order,
-      protect: protector(cfg),
-    });
+    const plan = makePlan(mapped.items, listingToMap(mapped.listRoot, listing.entries), mapped.listRoot, planOptions(cfg));
     reportPlanned(plan, acct, events, cfg, src.path, endpoint.display);
     if (cfg.dryRun) {
       reportDryRun(plan, acct, events);
