@@ -91,9 +91,16 @@ export class MatchPool {
     let step = await this.ask(id, w, { kind: 'start', id, src: new Uint8Array(src), params, sums: sig.packSums(), seed, noFollow });
     try {
       for (;;) {
+        if (step.end) {
+          if (step.batches.length > 0) yield step.batches;
+          return step.end;
+        }
+        // ask for the next step before handing this one out, so matching overlaps sending
+        // (at most two steps of literals are ever waiting)
+        const next = this.ask(id, w, { kind: 'more', id });
+        next.catch(() => {});
         if (step.batches.length > 0) yield step.batches;
-        if (step.end) return step.end;
-        step = await this.ask(id, w, { kind: 'more', id });
+        step = await next;
       }
     } finally {
       if (this.owner.has(id)) {
