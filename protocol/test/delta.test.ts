@@ -221,6 +221,21 @@ describe('delta: round trips', () => {
     );
   });
 
+  it('a literal that starts a new batch (op limit reached) travels with that batch', async () => {
+    // found by the property above (seed -964617092): the bytes went into the closed batch's buffer
+    const basis = Uint8Array.from([0, 0, 1, 0]);
+    const target = applyEdits(basis, [
+      { t: 'insert', at: 0, data: Uint8Array.from([0]) },
+      { t: 'insert', at: 998933905, data: Uint8Array.from([2]) },
+      { t: 'overwrite', at: 245993865, data: Uint8Array.from([1, 1, 2]) },
+    ]);
+    for (const maxOps of [1, 2, 3, 7]) {
+      const r = await roundTrip(basis, target, { blockSize: 1, basisPieces: [], targetPieces: [], maxLiteralBytes: 2, maxOps });
+      assert.ok(r.out.equals(target), `maxOps ${maxOps}`);
+      for (const b of r.batches) assert.ok(b.ops.length <= maxOps);
+    }
+  });
+
   it('rebuilds with the default block size too (edits within a few blocks)', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 0, max: 20_000 }), fc.array(editArb, { maxLength: 4 }), piecesArb, async (n, edits, targetPieces) => {

@@ -343,13 +343,19 @@ export class Matcher {
     this.closeRun();
     this.stats.literalBytes += end - start;
     while (start < end) {
+      // Settle the op first: starting a new op may close the batch (maxOps), and the bytes must
+      // land in the buffer of the batch that holds their op.
+      let op = this.ops.length > 0 ? this.ops[this.ops.length - 1]! : null;
+      if (op === null || op.kind !== DeltaOpKind.LITERAL) {
+        if (this.ops.length >= this.maxOps) this.emit();
+        op = { kind: DeltaOpKind.LITERAL, basisOffset: 0, length: 0 };
+        this.ops.push(op);
+      }
       let lit = this.lit;
       if (lit === null || this.litLength === lit.length) lit = this.growLiterals(end - start);
       const n = Math.min(end - start, lit.length - this.litLength);
       lit.set(src.subarray(start, start + n), this.litLength);
-      const prev = this.ops.length > 0 ? this.ops[this.ops.length - 1]! : null;
-      if (prev !== null && prev.kind === DeltaOpKind.LITERAL) prev.length += n;
-      else this.pushOp({ kind: DeltaOpKind.LITERAL, basisOffset: 0, length: n });
+      op.length += n;
       this.litLength += n;
       start += n;
       if (this.litLength === this.maxLiteral) this.emit();
