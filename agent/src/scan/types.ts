@@ -1,13 +1,9 @@
+import type { FileMeta } from '../apply/types.js';
+
 /** One entry of a tree listing, relative to the listed root. Paths are bytes, '/'-separated. */
-export interface ScanEntry {
+export interface ScanEntry extends FileMeta {
   path: Buffer;
   type: number; // EntryType from the protocol schema
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  mode: number;
-  uid: number;
-  gid: number;
   linkTarget: Buffer | undefined;
   hash: Buffer | undefined;
 }
