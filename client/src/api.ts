@@ -1,7 +1,7 @@
 import { SmartcopyError, type HashAlgo } from '@smartcopy/protocol';
 import type { FilterRule } from '@smartcopy/agent';
 import { ConnectionPool, POOL_IDLE_TIMEOUT_MS, type PoolStats, poolKey } from '@smartcopy/transports';
-import { DEFAULT_BUFFER_SIZE, DEFAULT_STREAMS, defaultThreads, type Config, type Order } from './config.js';
+import { DEFAULT_BUFFER_SIZE, DEFAULT_REMOTE_CMD, DEFAULT_STREAMS, defaultThreads, type Config, type Order, type SshCipher } from './config.js';
 import type { FileAction, RunEvents, Summary } from './progress/accounting.js';
 import { runCopy } from './run.js';
 
@@ -28,6 +28,15 @@ export interface CopyOptions {
   blockSize?: number;
   bandwidthLimit?: number;
   token?: string | Buffer;
+  /** SSH options: the same as --ssh, --use-agent, --remote-cmd, --ssh-config, -i, --ssh-port, --ssh-cipher, --accept-new-host-key */
+  ssh?: boolean;
+  useAgent?: boolean;
+  remoteCmd?: string;
+  sshConfig?: string;
+  sshKeys?: string[];
+  sshPort?: number;
+  sshCipher?: SshCipher;
+  acceptNewHostKey?: boolean;
   signal?: AbortSignal;
   /** every file outcome as it happens */
   onFile?: (ev: { path: string; action: FileAction; bytes: number; error?: SmartcopyError }) => void;
@@ -43,12 +52,18 @@ export interface CopyResult extends Summary {
  * session ended cleanly), up to 4 connections per agent, closed after a minute idle.
  */
 let pool = new ConnectionPool({ idleTimeoutMs: POOL_IDLE_TIMEOUT_MS });
+/** SSH and QUIC connections carry many streams: one per host, shared by concurrent jobs. */
+const MUX_LEASES = 64;
+const newMuxPool = (): ConnectionPool => new ConnectionPool({ idleTimeoutMs: POOL_IDLE_TIMEOUT_MS, maxPerKey: 1, maxLeasesPerConnection: MUX_LEASES });
+let muxPool = newMuxPool();
 
 /** Copy `source` to `destination` (same forms and rules as the CLI). Resolves with the summary; never throws for transfer failures (see `exitCode`, `errors`). */
 export async function copy(source: string, destination: string, opts: CopyOptions = {}): Promise<CopyResult> {
   const cfg: Config = Object.freeze({
     source,
     destination,
+    destinations: [destination],
+    retries: 0,
     threads: opts.threads ?? defaultThreads(),
     streams: opts.streams ?? DEFAULT_STREAMS,
     bufferSize: opts.bufferSize ?? DEFAULT_BUFFER_SIZE,
@@ -75,6 +90,14 @@ export async function copy(source: string, destination: string, opts: CopyOption
     tcpAgent: false,
     delta: opts.delta ?? false,
     blockSize: opts.blockSize,
+    ssh: opts.ssh ?? false,
+    useAgent: opts.useAgent ?? false,
+    remoteCmd: opts.remoteCmd ?? DEFAULT_REMOTE_CMD,
+    sshConfig: opts.sshConfig,
+    sshKeys: opts.sshKeys ?? [],
+    sshPort: opts.sshPort,
+    sshCipher: opts.sshCipher,
+    acceptNewHostKey: opts.acceptNewHostKey ?? false,
   });
   let summary: Summary | undefined;
   const errors: SmartcopyError[] = [];
@@ -86,7 +109,7 @@ export async function copy(source: string, destination: string, opts: CopyOption
     summary: (s) => void (summary = s),
   });
   const signal = opts.signal ?? new AbortController().signal;
-  await runCopy(cfg, { stdout: process.stdout, stderr: process.stderr }, signal, { pool, events: sink });
+  await runCopy(cfg, { stdout: process.stdout, stderr: process.stderr }, signal, { pool, muxPool, events: sink });
   return { ...summary!, errors };
 }
 
@@ -100,7 +123,8 @@ export function connectionStats(address: string): PoolStats {
  * copies start a fresh pool.
  */
 export async function closeConnections(): Promise<void> {
-  const old = pool;
+  const old = [pool, muxPool];
   pool = new ConnectionPool({ idleTimeoutMs: POOL_IDLE_TIMEOUT_MS });
-  await old.closeAll();
+  muxPool = newMuxPool();
+  await Promise.all(old.map((p) => p.closeAll()));
 }

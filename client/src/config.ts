@@ -11,11 +11,23 @@ export const DEFAULT_STREAMS = 4;
 export const CHUNK_THRESHOLD = 64 * 1024 * 1024;
 export const CHUNK_SIZE = 32 * 1024 * 1024;
 export const DEFAULT_TCP_PORT = 9878;
+/** fan-out: a node whose connection fails is tried this many more times */
+export const DEFAULT_RETRIES = 2;
+/** `--use-agent`: the program started on the remote (`--remote-cmd`) */
+export const DEFAULT_REMOTE_CMD = 'smartcopy';
+/** the ciphers `--ssh-cipher` offers, fastest here first (LIMITS.md: aes128-gcm 538 MiB/s) */
+export const SSH_CIPHERS = ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com'] as const;
+export type SshCipher = (typeof SSH_CIPHERS)[number];
 
 /** Everything a run needs, resolved once from the command line and frozen. */
 export interface Config {
   source: string;
+  /** the first destination (the only one unless this is a fan-out) */
   destination: string;
+  /** every destination: more than one makes a fan-out (one source pushed to many nodes) */
+  destinations: string[];
+  /** fan-out: attempts after the first for a node that failed with a retryable error */
+  retries: number;
   threads: number;
   /** parallel connections to a remote agent */
   streams: number;
@@ -47,6 +59,19 @@ export interface Config {
   delta: boolean;
   /** --block-size for delta signatures (undefined: from the file size, as rsync does) */
   blockSize: number | undefined;
+  /** `[user@]host:path` operands are SSH targets */
+  ssh: boolean;
+  /** SSH: run a smartcopy agent on the remote over stdio (else SFTP) */
+  useAgent: boolean;
+  /** SSH: the command that starts smartcopy on the remote */
+  remoteCmd: string;
+  /** SSH: config file instead of ~/.ssh/config */
+  sshConfig: string | undefined;
+  /** SSH: identity files from -i/--ssh-key, tried after ssh-agent */
+  sshKeys: string[];
+  sshPort: number | undefined;
+  sshCipher: SshCipher | undefined;
+  acceptNewHostKey: boolean;
 }
 
 export function defaultThreads(): number {

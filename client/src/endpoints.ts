@@ -1,8 +1,22 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Agent } from '@smartcopy/agent';
-import { ConnectionPool, memoryTransport, poolKey, tcpTransport, type Connection, type Listener } from '@smartcopy/transports';
-import type { Target } from './targets.js';
+import { SmartcopyError } from '@smartcopy/protocol';
+import {
+  ConnectionPool,
+  isRemoteCommandNotFound,
+  memoryTransport,
+  poolKey,
+  sshConnect,
+  tcpTransport,
+  type Connection,
+  type Listener,
+  type SshConnection,
+  type SshExecStream,
+  type Stream,
+} from '@smartcopy/transports';
+import type { Config } from './config.js';
+import type { RemoteTarget, Target } from './targets.js';
 import { agentRelative } from './targets.js';
 
 /** One side of a session reached through a transport: where its root is and how to close it. */
@@ -60,6 +74,135 @@ export async function localRoot(p: string): Promise<{ root: string; prefix: stri
     const r = await fs.realpath(cur).catch(() => undefined);
     if (r !== undefined) return { root: r, prefix: rest.join('/') };
   }
+}
+
+/** What opening a remote endpoint may share with other runs in the process. */
+export interface RemoteDeps {
+  /** exclusive TCP connections (one stream per socket) */
+  pool?: ConnectionPool;
+  /** multiplexed connections (SSH, QUIC): one per host, shared by concurrent jobs */
+  muxPool?: ConnectionPool;
+  /** a line the remote side printed (the agent's stderr over SSH) */
+  notice?: (line: string) => void;
+}
+
+/** Open the endpoint of a remote target: a TCP agent, or an agent started over SSH. */
+export async function openEndpoint(t: RemoteTarget, cfg: Config, signal: AbortSignal | undefined, deps: RemoteDeps): Promise<Endpoint> {
+  if (t.kind === 'tcp') return openRemote(t, signal, deps.pool);
+  if (!cfg.useAgent) {
+    throw new SmartcopyError('SC_ERR_INTERNAL', `${t.display}: an SSH target without --use-agent goes over SFTP, not through an agent session`);
+  }
+  return openSshAgent(t, cfg, signal, deps);
+}
+
+/** ssh2-side options of a run, from its Config. */
+export function sshOptionsOf(cfg: Config, t: Extract<Target, { kind: 'ssh' }>, signal?: AbortSignal): Parameters<typeof sshConnect>[1] {
+  return {
+    configFile: cfg.sshConfig,
+    identityFiles: cfg.sshKeys,
+    port: t.port ?? cfg.sshPort,
+    cipher: cfg.sshCipher,
+    acceptNewHostKey: cfg.acceptNewHostKey,
+    signal,
+  };
+}
+
+/** Connect over SSH (or reuse the pooled connection to that host); `release` gives it back. */
+export async function sshLease(
+  t: Extract<Target, { kind: 'ssh' }>,
+  cfg: Config,
+  signal: AbortSignal | undefined,
+  muxPool: ConnectionPool | undefined,
+): Promise<{ ssh: SshConnection; release(reusable: boolean): void }> {
+  const dial = async (): Promise<SshConnection> => sshConnect({ host: t.host, user: t.user }, sshOptionsOf(cfg, t, signal));
+  if (!muxPool) {
+    const ssh = await dial();
+    return { ssh, release: () => void ssh.close().catch(() => {}) };
+  }
+  const key = poolKey('ssh', `${t.host}:${t.port ?? cfg.sshPort ?? ''}`, t.user);
+  const lease = await muxPool.acquire(key, dial, { signal });
+  return { ssh: lease.conn as SshConnection, release: (reusable) => lease.release(reusable && !signal?.aborted) };
+}
+
+/**
+ * The stream source of an agent started over SSH: every stream is an exec channel running
+ * `<remote-cmd> agent --protocol stdio --root R` on one shared SSH connection. Adapters are
+ * cached per (connection, command) so streams a finished session left idle are reused.
+ */
+class SshAgentConnection implements Connection {
+  readonly features;
+  readonly remoteAddress: string;
+  readonly closed: Promise<void>;
+  constructor(
+    private readonly ssh: SshConnection,
+    private readonly command: string,
+    private readonly display: string,
+    private readonly notice: (line: string) => void,
+  ) {
+    this.features = ssh.features;
+    this.remoteAddress = ssh.remoteAddress;
+    this.closed = ssh.closed;
+  }
+  async openStream(opts: { signal?: AbortSignal } = {}): Promise<Stream> {
+    // What the remote writes on stderr before the agent has said a word is usually the shell
+    // failing to start it; held back until we know, so "not installed" is reported once.
+    const early: string[] = [];
+    let stream: SshExecStream | undefined;
+    const onStderr = (line: string): void => {
+      if (stream && stream.bytesRead > 0) {
+        for (const l of early.splice(0)) this.notice(l);
+        this.notice(line);
+      } else early.push(line);
+    };
+    stream = await this.ssh.exec(this.command, { onStderr, signal: opts.signal });
+    void stream.exit.then((x) => {
+      const lines = early.splice(0);
+      if (x.code !== NOT_FOUND_STATUS) for (const l of lines) this.notice(l);
+    });
+    return stream;
+  }
+  async close(): Promise<void> {}
+  abort(err?: Error): void {
+    this.ssh.abort(err);
+  }
+}
+
+/** the POSIX shell's exit status for a command it cannot find */
+const NOT_FOUND_STATUS = 127;
+
+/** A remote agent that cannot be started, as the one line a user needs. */
+export function explainRemoteFailure(e: unknown): unknown {
+  if (!isRemoteCommandNotFound(e)) return e;
+  const said = e.stderr.trim().split('\n').pop()?.trim();
+  return new SmartcopyError(
+    'SC_ERR_CONNECT',
+    `smartcopy is not installed on the remote${said ? ` (${said})` : ''}: install it there (npm install -g smartcopy, or deploy/install.sh), point --remote-cmd at it, or drop --use-agent to copy over SFTP`,
+  );
+}
+
+const agentConns = new WeakMap<SshConnection, Map<string, SshAgentConnection>>();
+
+async function openSshAgent(t: Extract<Target, { kind: 'ssh' }>, cfg: Config, signal: AbortSignal | undefined, deps: RemoteDeps): Promise<Endpoint> {
+  // An absolute path is served by an agent rooted at '/', a relative one by an agent rooted at
+  // the login directory, as scp and rsync resolve them.
+  const absolute = t.path.startsWith('/');
+  const prefix = Buffer.from(agentRelative(t.path));
+  const command = `${cfg.remoteCmd} agent --protocol stdio --root ${absolute ? '/' : '.'}`;
+  const { ssh, release } = await sshLease(t, cfg, signal, deps.muxPool);
+  let byCmd = agentConns.get(ssh);
+  if (!byCmd) agentConns.set(ssh, (byCmd = new Map()));
+  let conn = byCmd.get(command);
+  const notice = deps.notice ?? ((line: string) => process.stderr.write(`smartcopy: ${t.host}: ${line}\n`));
+  if (!conn) byCmd.set(command, (conn = new SshAgentConnection(ssh, command, t.display, (line) => notice(line))));
+  return {
+    conn,
+    prefix,
+    display: t.display,
+    recycle: deps.muxPool !== undefined,
+    async close(reusable = true) {
+      release(reusable);
+    },
+  };
 }
 
 /**

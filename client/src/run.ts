@@ -1,11 +1,12 @@
 import { ExitCode, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
-import type { ConnectionPool } from '@smartcopy/transports';
-import type { Config } from './config.js';
+import { DEFAULT_REMOTE_CMD, type Config } from './config.js';
+import { explainRemoteFailure, type RemoteDeps } from './endpoints.js';
 import { Accounting, summaryOf, type RunEvents } from './progress/accounting.js';
 import { HumanRenderer, JsonRenderer } from './progress/render.js';
 import { parseTarget, type Target } from './targets.js';
 import { pull } from './transfer/pull.js';
 import { push } from './transfer/push.js';
+import { sftpCopy } from './transfer/sftp/index.js';
 
 export interface RunIO {
   stdout: NodeJS.WriteStream;
@@ -13,11 +14,31 @@ export interface RunIO {
 }
 
 /** What a run may share with other runs in the same process. */
-export interface RunDeps {
-  /** keeps agent connections (and their idle streams) between jobs */
-  pool?: ConnectionPool;
+export interface RunDeps extends RemoteDeps {
   /** where events go instead of the terminal renderers (library API) */
   events?: (acct: Accounting) => RunEvents;
+}
+
+/** SSH flags make sense only with an SSH operand; one given without is a mistake, not a no-op. */
+function checkTransportOptions(cfg: Config, src: Target, dst: Target): void {
+  const ssh = src.kind === 'ssh' || dst.kind === 'ssh';
+  if (!ssh) {
+    const given = [
+      cfg.useAgent && '--use-agent',
+      cfg.remoteCmd !== DEFAULT_REMOTE_CMD && '--remote-cmd',
+      cfg.sshConfig !== undefined && '--ssh-config',
+      cfg.sshKeys.length > 0 && '--ssh-key',
+      cfg.sshPort !== undefined && '--ssh-port',
+      cfg.sshCipher !== undefined && '--ssh-cipher',
+      cfg.acceptNewHostKey && '--accept-new-host-key',
+    ].filter((x): x is string => typeof x === 'string');
+    if (given.length > 0) {
+      throw new SmartcopyError('SC_ERR_USAGE', `${given.join(', ')} only apply to SSH transfers; neither SRC nor DST is an SSH target (add --ssh for user@host:/path, or write ssh://user@host/path)`);
+    }
+    return;
+  }
+  if (cfg.tokenFile !== undefined) throw new SmartcopyError('SC_ERR_USAGE', '--token-file is for TCP agents; over SSH the SSH login authenticates you');
+  if (!cfg.useAgent && cfg.remoteCmd !== DEFAULT_REMOTE_CMD) throw new SmartcopyError('SC_ERR_USAGE', '--remote-cmd only applies with --use-agent');
 }
 
 /** How a finished run maps to a process exit code (see README "Exit codes"). */
@@ -50,17 +71,21 @@ export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal, deps:
   ticker.unref();
   let fatal: SmartcopyError | undefined;
   try {
-    const src = parseTarget(cfg.source, { tcpAgent: cfg.tcpAgent });
-    const dst = parseTarget(cfg.destination, { tcpAgent: cfg.tcpAgent });
+    const src = parseTarget(cfg.source, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh });
+    const dst = parseTarget(cfg.destination, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh });
     if (src.kind !== 'local' && dst.kind !== 'local') {
       throw new SmartcopyError('SC_ERR_USAGE', 'both SRC and DST are remote; one of them must be a local path');
     }
     if (src.kind === 'local' && dst.kind === 'local' && cfg.compress) {
       throw new SmartcopyError('SC_ERR_USAGE', '--compress only applies to transfers to or from an agent; local copies do not cross a wire');
     }
-    if (src.kind === 'local') await push(cfg, src, dst, acct, events, signal, deps);
-    else await pull(cfg, src, dst as Extract<Target, { kind: 'local' }>, acct, events, signal, deps);
-  } catch (e) {
+    checkTransportOptions(cfg, src, dst);
+    const runDeps: RunDeps = { ...deps, notice: deps.notice ?? ((line) => io.stderr.write(`smartcopy: remote: ${line}\n`)) };
+    if ((src.kind === 'ssh' || dst.kind === 'ssh') && !cfg.useAgent) await sftpCopy(cfg, src, dst, acct, events, signal, runDeps);
+    else if (src.kind === 'local') await push(cfg, src, dst, acct, events, signal, runDeps);
+    else await pull(cfg, src, dst as Extract<Target, { kind: 'local' }>, acct, events, signal, runDeps);
+  } catch (e0) {
+    const e = explainRemoteFailure(e0);
     fatal = e instanceof SmartcopyError ? e : fromSystemError(e, 'smartcopy');
     if (signal.aborted) fatal = new SmartcopyError('SC_ERR_INTERRUPTED', 'interrupted');
     events.error(fatal);

@@ -2,12 +2,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { ExitCode, SmartcopyError } from '@smartcopy/protocol';
 import { Agent, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_SESSIONS } from '@smartcopy/agent';
-import { tcpTransport } from '@smartcopy/transports';
+import { stdioStream, tcpTransport } from '@smartcopy/transports';
 import { DEFAULT_TCP_PORT } from '../config.js';
 import { readToken } from './options.js';
 
 export const AGENT_OPTIONS = {
-  protocol: { type: 'string', choices: ['tcp'], default: 'tcp', describe: 'how clients reach the agent' },
+  protocol: { type: 'string', choices: ['tcp', 'stdio'], default: 'tcp', describe: 'how clients reach the agent: tcp (listen on --bind:--port) or stdio (one session on stdin/stdout, as started by a client over SSH)' },
   port: { type: 'number', default: DEFAULT_TCP_PORT, describe: 'TCP port (0 = any free port; the ready line tells which)' },
   bind: { type: 'string', default: '127.0.0.1', describe: 'address to listen on' },
   root: { type: 'string', demandOption: true, describe: 'directory served; client paths are inside it' },
@@ -36,8 +36,45 @@ function isLoopback(addr: string): boolean {
   return addr === '::1';
 }
 
+/** Flags that only mean something to a listening agent. */
+const LISTEN_ONLY = ['port', 'bind', 'token-file', 'insecure'] as const;
+
+/**
+ * `smartcopy agent --protocol stdio`: serve one client on stdin/stdout (started by the client
+ * through SSH, which already authenticated the user: no token). stdout carries frames only;
+ * messages go to stderr, which the client relays. Ends when the client closes the channel.
+ */
+async function runStdioAgent(a: ParsedAgentArgs, argv: readonly string[], signal: AbortSignal): Promise<number> {
+  for (const flag of LISTEN_ONLY) {
+    if (argv.some((x) => x === `--${flag}` || x.startsWith(`--${flag}=`))) {
+      throw new SmartcopyError('SC_ERR_USAGE', `--${flag} does not apply to --protocol stdio (the SSH login is the authentication)`);
+    }
+  }
+  const st = fs.statSync(a.root, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) throw new SmartcopyError('SC_ERR_USAGE', `--root ${a.root} is not an existing directory`);
+  const agent = await Agent.open({
+    root: a.root,
+    readOnly: a['read-only'] ?? false,
+    maxSessions: a['max-sessions'],
+    idleTimeoutMs: a['idle-timeout'] * 1000,
+    log: (line) => process.stderr.write(`smartcopy agent: ${line}\n`),
+  });
+  const stream = stdioStream();
+  agent.handleStream(stream);
+  await new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+    void stream.closed.then(() => resolve());
+  });
+  // a killed client leaves parts of unfinished files: the agent removes them on close
+  await agent.close();
+  stream.abort();
+  return ExitCode.OK;
+}
+
 /** `smartcopy agent`: serve --root until SIGTERM/SIGINT. */
-export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal): Promise<number> {
+export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, argv: readonly string[] = []): Promise<number> {
+  if (a.protocol === 'stdio') return runStdioAgent(a, argv, signal);
   const token = readToken(a['token-file']);
   if (!token && !isLoopback(a.bind) && !a.insecure) {
     throw new SmartcopyError(

@@ -29,11 +29,11 @@ export async function main(argv: string[]): Promise<number> {
     let result: Promise<number> | undefined;
     const parser = yargs(argv)
       .scriptName('smartcopy')
-      .usage('$0 SRC DST [options]\n\nCopy SRC to DST. A directory SRC makes DST a mirror of its contents.\nDST may be a local path, host:PORT:/path or tcp://host:PORT/path (a smartcopy agent).')
+      .usage('$0 SRC DST [DST...] [options]\n\nCopy SRC to DST. A directory SRC makes DST a mirror of its contents.\nSRC or DST may be a local path, host:PORT:/path or tcp://host:PORT/path (a TCP agent),\n[user@]host:/path with --ssh, or ssh://[user@]host[:port]/path. Several DSTs: fan-out.')
       .command<ParsedCopyArgs>(
-        '$0 <source> <destination>',
-        'copy SRC to DST',
-        (y) => y.positional('source', { type: 'string' }).positional('destination', { type: 'string' }).options(COPY_OPTIONS),
+        '$0 <source> [destinations..]',
+        'copy SRC to DST (several DSTs: fan-out, the source is read once for all)',
+        (y) => y.positional('source', { type: 'string' }).positional('destinations', { type: 'string', array: true }).options(COPY_OPTIONS),
         (a) => {
           const cfg = resolveConfig(a, argv);
           result = runCopy(cfg, { stdout: process.stdout, stderr: process.stderr }, controller.signal);
@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
         'serve a directory to smartcopy clients (TCP, or stdio under SSH)',
         (y) => y.options(AGENT_OPTIONS),
         (a) => {
-          result = runAgentCommand(a, controller.signal);
+          result = runAgentCommand(a, controller.signal, argv);
         },
       )
       .strict()

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { HASH_ALGOS, SmartcopyError, type HashAlgo } from '@smartcopy/protocol';
 import type { FilterRule } from '@smartcopy/agent';
-import { DEFAULT_BUFFER_SIZE, DEFAULT_STREAMS, defaultThreads, type Config, type Order } from '../config.js';
+import { DEFAULT_BUFFER_SIZE, DEFAULT_STREAMS, DEFAULT_REMOTE_CMD, DEFAULT_RETRIES, SSH_CIPHERS, defaultThreads, type Config, type Order, type SshCipher } from '../config.js';
 import { parseRate, parseSize } from './sizes.js';
 
 /** The copy command's flags, in the order the README lists them. */
@@ -31,12 +31,25 @@ export const COPY_OPTIONS = {
   'token-file': { type: 'string', describe: 'file holding the agent token (or set SMARTCOPY_TOKEN)' },
   delta: { type: 'boolean', describe: 'send changed files that exist on both sides as rsync-style delta (rolling checksum) ops' },
   'block-size': { type: 'string', describe: 'delta block size (default: from the file size, as rsync does)' },
+  'hosts-file': { type: 'string', describe: 'fan-out: more destinations, one per line (# comments); the source is read once for all of them' },
+  retries: { type: 'number', describe: `fan-out: attempts after the first for a node that failed to connect or lost its connection (default ${DEFAULT_RETRIES})` },
   'tcp-agent': { type: 'boolean', describe: 'the remote side is a TCP agent (implied by host:port:/path and tcp:// forms)' },
+  ssh: { type: 'boolean', describe: '[user@]host:path operands are reached over SSH (implied by ssh://)' },
+  'use-agent': { type: 'boolean', describe: 'SSH: run `smartcopy agent --protocol stdio` on the remote (delta, resume, parallel streams); without it, SFTP' },
+  'remote-cmd': { type: 'string', describe: 'SSH: how to start smartcopy on the remote (default "smartcopy"), like rsync --rsync-path' },
+  'ssh-config': { type: 'string', describe: 'SSH: read this config file instead of ~/.ssh/config (like ssh -F)' },
+  'ssh-key': { alias: 'i', type: 'string', array: true, describe: 'SSH: identity file to try (after ssh-agent), like ssh -i' },
+  'ssh-port': { type: 'number', describe: 'SSH: port (overrides ~/.ssh/config)' },
+  'ssh-cipher': { type: 'string', choices: SSH_CIPHERS as unknown as string[], describe: 'SSH: cipher (default: aes128-gcm@openssh.com first, like a fast OpenSSH setup)' },
+  'accept-new-host-key': { type: 'boolean', describe: 'SSH: trust and record the host key of a host not yet in known_hosts (a changed key is always refused)' },
+  'control-master': { type: 'boolean', describe: 'SSH: accepted for OpenSSH users; smartcopy always multiplexes its streams over one SSH connection per host' },
 } as const;
 
 export interface ParsedCopyArgs {
   source: string;
-  destination: string;
+  destinations: string[];
+  'hosts-file'?: string;
+  retries?: number;
   threads?: number;
   streams?: number;
   'buffer-size'?: string;
@@ -61,6 +74,15 @@ export interface ParsedCopyArgs {
   'tcp-agent'?: boolean;
   delta?: boolean;
   'block-size'?: string;
+  ssh?: boolean;
+  'use-agent'?: boolean;
+  'remote-cmd'?: string;
+  'ssh-config'?: string;
+  'ssh-key'?: string[];
+  'ssh-port'?: number;
+  'ssh-cipher'?: string;
+  'accept-new-host-key'?: boolean;
+  'control-master'?: boolean;
 }
 
 /**
@@ -111,6 +133,36 @@ function blockSizeOf(a: ParsedCopyArgs): number | undefined {
   return b;
 }
 
+/** --hosts-file: one destination per line; blank lines and # comments are skipped. */
+export function parseHostsFile(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.replace(/(^|\s)#.*$/, '').trim())
+    .filter((l) => l !== '');
+}
+
+function readHostsFile(file: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new SmartcopyError('SC_ERR_USAGE', `--hosts-file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+  }
+  return parseHostsFile(text);
+}
+
+function remoteCmdOf(v: string | undefined): string {
+  if (v === undefined) return DEFAULT_REMOTE_CMD;
+  if (v.trim() === '') throw new SmartcopyError('SC_ERR_USAGE', '--remote-cmd is empty');
+  return v;
+}
+
+function sshPortOf(v: number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!Number.isInteger(v) || v < 1 || v > 65535) throw new SmartcopyError('SC_ERR_USAGE', '--ssh-port must be 1-65535');
+  return v;
+}
+
 export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Config {
   const bufferSize = a['buffer-size'] ? parseSize(a['buffer-size'], '--buffer-size') : DEFAULT_BUFFER_SIZE;
   if (bufferSize < 4096 || bufferSize > 16 * 1024 * 1024) {
@@ -127,10 +179,23 @@ export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Co
   if (a['files-from'] && a['delete-extra']) {
     throw new SmartcopyError('SC_ERR_USAGE', '--delete-extra cannot be combined with --files-from (only part of the tree is compared)');
   }
+  if (a['control-master'] === false) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--no-control-master: smartcopy always runs its streams as channels of one SSH connection per host');
+  }
   if (a.quiet && (a.verbose ?? 0) > 0) throw new SmartcopyError('SC_ERR_USAGE', '-q and -v contradict each other');
+  const destinations = [...a.destinations, ...(a['hosts-file'] ? readHostsFile(a['hosts-file']) : [])];
+  if (destinations.length === 0) throw new SmartcopyError('SC_ERR_USAGE', 'no destination: give DST, or --hosts-file with at least one line');
+  if (a.retries !== undefined && a.retries !== 0 && destinations.length < 2) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--retries applies to fan-out (several destinations); a single copy fails fast, rerun it to resume');
+  }
+  if (a.retries !== undefined && (!Number.isInteger(a.retries) || a.retries < 0 || a.retries > 100)) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--retries must be a whole number from 0 to 100');
+  }
   return Object.freeze({
     source: a.source,
-    destination: a.destination,
+    destination: destinations[0]!,
+    destinations,
+    retries: a.retries ?? DEFAULT_RETRIES,
     threads: positiveInt(a.threads, '--threads', defaultThreads()),
     streams: positiveInt(a.streams, '--streams', DEFAULT_STREAMS),
     bufferSize,
@@ -157,5 +222,13 @@ export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Co
     tcpAgent: a['tcp-agent'] ?? false,
     delta: a.delta ?? false,
     blockSize: blockSizeOf(a),
+    ssh: a.ssh ?? false,
+    useAgent: a['use-agent'] ?? false,
+    remoteCmd: remoteCmdOf(a['remote-cmd']),
+    sshConfig: a['ssh-config'],
+    sshKeys: a['ssh-key'] ?? [],
+    sshPort: sshPortOf(a['ssh-port']),
+    sshCipher: a['ssh-cipher'] as SshCipher | undefined,
+    acceptNewHostKey: a['accept-new-host-key'] ?? false,
   });
 }

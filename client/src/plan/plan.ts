@@ -22,6 +22,8 @@ export interface PlanOptions {
   order: Order;
   /** destination entries this returns true for are never deleted (excluded by filters or size) */
   protect: (destRelToRoot: string, e: Entry) => boolean;
+  /** one side keeps modification times in whole seconds only (SFTP): compare whole seconds */
+  wholeSecondMtime?: boolean;
 }
 
 export interface DeleteOp {
@@ -54,12 +56,16 @@ export function sameMtime(a: { mtimeSec: number; mtimeNsec: number }, b: { mtime
   return Math.abs((a.mtimeSec - b.mtimeSec) * 1e9 + (a.mtimeNsec - b.mtimeNsec)) < 1000;
 }
 
+function sameTime(a: { mtimeSec: number; mtimeNsec: number }, b: { mtimeSec: number; mtimeNsec: number }, opts: PlanOptions): boolean {
+  return opts.wholeSecondMtime ? a.mtimeSec === b.mtimeSec : sameMtime(a, b);
+}
+
 function unchanged(src: ScanEntry, dst: Entry, opts: PlanOptions): boolean {
   if (src.type !== dst.type) return false;
   if (src.type === EntryType.SYMLINK) return Buffer.compare(src.linkTarget ?? Buffer.alloc(0), dst.linkTarget) === 0;
   if (src.type !== EntryType.FILE || src.size !== dst.size) return false;
   if (opts.checksum) return src.hash !== undefined && dst.hash.length > 0 && Buffer.compare(src.hash, dst.hash) === 0;
-  if (opts.incremental) return sameMtime(src, dst);
+  if (opts.incremental) return sameTime(src, dst, opts);
   return false;
 }
 
@@ -129,7 +135,7 @@ export function makePlan(items: readonly SourceItem[], dest: ReadonlyMap<string,
     const key = keyOf(it.dest);
     const d = dest.get(key);
     if (!d || d.type !== EntryType.DIRECTORY || touched.has(key)) return true;
-    return d.mode !== it.entry.mode || !sameMtime(d, it.entry);
+    return d.mode !== it.entry.mode || !sameTime(d, it.entry, opts);
   });
   plan.dirMeta.reverse();
   if (opts.order === 'largest-first') plan.files.sort((a, b) => b.entry.size - a.entry.size);

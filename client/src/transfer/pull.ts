@@ -14,7 +14,7 @@ import {
   type ScanEntry,
 } from '@smartcopy/agent';
 import { CHUNK_SIZE, CHUNK_THRESHOLD, type Config } from '../config.js';
-import { joinRel, localRoot, openRemote, type Endpoint } from '../endpoints.js';
+import { joinRel, localRoot, openEndpoint, type Endpoint } from '../endpoints.js';
 import { readFilesFrom } from '../plan/files-from.js';
 import { filterListing, fromWire, listingToMap, mapSource, planOptions, toEntry, type Mapped } from '../plan/map.js';
 import { makePlan, type Plan, type SourceItem } from '../plan/plan.js';
@@ -22,7 +22,7 @@ import type { Accounting, RunEvents } from '../progress/accounting.js';
 import { reportDryRun, reportPlanned } from '../progress/report.js';
 import { ClientStream } from '../session/client-stream.js';
 import { newSessionId, openChannel, recycleChannel } from '../session/connect.js';
-import type { Target } from '../targets.js';
+import type { RemoteTarget, Target } from '../targets.js';
 import type { RunDeps } from '../run.js';
 import { finishStreams, hasChunks, openMoreStreams, wireBytes, chunkTransferId } from './streams.js';
 
@@ -34,13 +34,13 @@ const WINDOW = 256;
  * Pull: the agent sends, this process receives with the same receiver the agent uses for a push
  * (StreamReceiver over the same frames), writing through a local Applier.
  */
-export async function pull(cfg: Config, src: Extract<Target, { kind: 'tcp' }>, dst: Extract<Target, { kind: 'local' }>, acct: Accounting, events: RunEvents, signal: AbortSignal, deps: RunDeps = {}): Promise<void> {
+export async function pull(cfg: Config, src: RemoteTarget, dst: Extract<Target, { kind: 'local' }>, acct: Accounting, events: RunEvents, signal: AbortSignal, deps: RunDeps = {}): Promise<void> {
   let endpoint: Endpoint | undefined;
   let completed = false;
   const streams: ClientStream[] = [];
   let applier: Applier | undefined;
   try {
-    endpoint = await openRemote(src, signal, deps.pool);
+    endpoint = await openEndpoint(src, cfg, signal, deps);
     const hs = { sessionId: newSessionId(), count: cfg.streams, token: cfg.token, fsync: cfg.fsync, signal };
     const first = await openChannel(endpoint.conn, { ...hs, index: 0 });
     const control = new ClientStream(first.ch, 0, (e) => events.error(e));

@@ -4,7 +4,7 @@ import { randomInt } from 'node:crypto';
 import { EntryType, FEATURE_DELTA, FEATURE_NATIVE_COPY, FEATURE_RESUME, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
 import { BufferPool, scanTree, type ScanResult } from '@smartcopy/agent';
 import type { Config } from '../config.js';
-import { joinRel, openLocal, openRemote, type Endpoint } from '../endpoints.js';
+import { joinRel, openEndpoint, openLocal, type Endpoint } from '../endpoints.js';
 import { readFilesFrom, scanFilesFrom } from '../plan/files-from.js';
 import { listingToMap, mapSource, mappingRoot, planOptions, type Mapped } from '../plan/map.js';
 import { makePlan, type SourceItem } from '../plan/plan.js';
@@ -21,7 +21,7 @@ import { TokenBucket } from '@smartcopy/agent';
 type SourceListing = ScanResult & { items?: SourceItem[] };
 
 /** The kind of the source root (a symlink root is followed, like the walk does). */
-async function srcKindOf(srcAbs: string, filesFrom: boolean): Promise<string> {
+export async function srcKindOf(srcAbs: string, filesFrom: boolean): Promise<string> {
   if (filesFrom) return 'directory';
   const st = await fs.stat(srcAbs).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' || e.code === 'ENOTDIR' ? undefined : e));
   if (st === undefined) {
@@ -33,7 +33,7 @@ async function srcKindOf(srcAbs: string, filesFrom: boolean): Promise<string> {
 }
 
 
-function scanLocalSource(cfg: Config, srcAbs: string, signal: AbortSignal): Promise<SourceListing> {
+export function scanLocalSource(cfg: Config, srcAbs: string, signal: AbortSignal): Promise<SourceListing> {
   return scanTree(
     Buffer.from(srcAbs),
     {
@@ -63,7 +63,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
   let completed = false;
   const streams: ClientStream[] = [];
   try {
-    endpoint = dst.kind === 'local' ? await openLocal(dst.path) : await openRemote(dst, signal, deps.pool);
+    endpoint = dst.kind === 'local' ? await openLocal(dst.path) : await openEndpoint(dst, cfg, signal, deps);
     const count = endpoint.conn.features.sameHost ? cfg.threads : cfg.streams;
     const hs = { sessionId: newSessionId(), count, token: cfg.token, fsync: cfg.fsync, signal };
     const first = await openChannel(endpoint.conn, { ...hs, index: 0 });
