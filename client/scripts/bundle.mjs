@@ -31,7 +31,8 @@ await build({
   target: 'node20',
   format: 'esm',
   // native addon: resolved from node_modules at run time
-  external: ['lz4-napi'],
+  // native addons find their binaries relative to their own files: load them from node_modules
+  external: ['lz4-napi', 'ssh2', '@matrixai/quic', '@fails-components/webtransport'],
   // CJS dependencies bundled into ESM still call require() for Node built-ins
   banner: { js: "import { createRequire as __scCreateRequire } from 'node:module'; const require = __scCreateRequire(import.meta.url);" },
   logLevel: 'warning',

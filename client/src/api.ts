@@ -37,6 +37,9 @@ export interface CopyOptions {
   sshPort?: number;
   sshCipher?: SshCipher;
   acceptNewHostKey?: boolean;
+  /** QUIC: --quic-fingerprint (canonical SHA256:... form) and --quic-payload */
+  quicFingerprint?: string;
+  quicPayload?: number;
   signal?: AbortSignal;
   /** every file outcome as it happens */
   onFile?: (ev: { path: string; action: FileAction; bytes: number; error?: SmartcopyError }) => void;
@@ -98,6 +101,8 @@ export async function copy(source: string, destination: string, opts: CopyOption
     sshPort: opts.sshPort,
     sshCipher: opts.sshCipher,
     acceptNewHostKey: opts.acceptNewHostKey ?? false,
+    quicFingerprint: opts.quicFingerprint,
+    quicPayload: opts.quicPayload,
   });
   let summary: Summary | undefined;
   const errors: SmartcopyError[] = [];

@@ -6,7 +6,9 @@ import {
   ConnectionPool,
   isRemoteCommandNotFound,
   memoryTransport,
+  pinFingerprint,
   poolKey,
+  quicTransport,
   sshConnect,
   tcpTransport,
   type Connection,
@@ -16,6 +18,7 @@ import {
   type Stream,
 } from '@smartcopy/transports';
 import type { Config } from './config.js';
+import { knownAgentsFile, trustOnFirstUse } from './session/known-agents.js';
 import type { RemoteTarget, Target } from './targets.js';
 import { agentRelative } from './targets.js';
 
@@ -89,6 +92,7 @@ export interface RemoteDeps {
 /** Open the endpoint of a remote target: a TCP agent, or an agent started over SSH. */
 export async function openEndpoint(t: RemoteTarget, cfg: Config, signal: AbortSignal | undefined, deps: RemoteDeps): Promise<Endpoint> {
   if (t.kind === 'tcp') return openRemote(t, signal, deps.pool);
+  if (t.kind === 'quic') return openQuic(t, cfg, signal, deps);
   if (!cfg.useAgent) {
     throw new SmartcopyError('SC_ERR_INTERNAL', `${t.display}: an SSH target without --use-agent goes over SFTP, not through an agent session`);
   }
@@ -96,8 +100,9 @@ export async function openEndpoint(t: RemoteTarget, cfg: Config, signal: AbortSi
 }
 
 /** ssh2-side options of a run, from its Config. */
-export function sshOptionsOf(cfg: Config, t: Extract<Target, { kind: 'ssh' }>, signal?: AbortSignal): Parameters<typeof sshConnect>[1] {
+export function sshOptionsOf(cfg: Config, t: Extract<Target, { kind: 'ssh' }>, signal?: AbortSignal, notice?: (line: string) => void): Parameters<typeof sshConnect>[1] {
   return {
+    ...(notice ? { onWarning: notice } : {}),
     configFile: cfg.sshConfig,
     identityFiles: cfg.sshKeys,
     port: t.port ?? cfg.sshPort,
@@ -113,8 +118,9 @@ export async function sshLease(
   cfg: Config,
   signal: AbortSignal | undefined,
   muxPool: ConnectionPool | undefined,
+  notice?: (line: string) => void,
 ): Promise<{ ssh: SshConnection; release(reusable: boolean): void }> {
-  const dial = async (): Promise<SshConnection> => sshConnect({ host: t.host, user: t.user }, sshOptionsOf(cfg, t, signal));
+  const dial = async (): Promise<SshConnection> => sshConnect({ host: t.host, user: t.user }, sshOptionsOf(cfg, t, signal, notice));
   if (!muxPool) {
     const ssh = await dial();
     return { ssh, release: () => void ssh.close().catch(() => {}) };
@@ -188,12 +194,12 @@ async function openSshAgent(t: Extract<Target, { kind: 'ssh' }>, cfg: Config, si
   const absolute = t.path.startsWith('/');
   const prefix = Buffer.from(agentRelative(t.path));
   const command = `${cfg.remoteCmd} agent --protocol stdio --root ${absolute ? '/' : '.'}`;
-  const { ssh, release } = await sshLease(t, cfg, signal, deps.muxPool);
+  const { ssh, release } = await sshLease(t, cfg, signal, deps.muxPool, deps.notice);
   let byCmd = agentConns.get(ssh);
   if (!byCmd) agentConns.set(ssh, (byCmd = new Map()));
   let conn = byCmd.get(command);
-  const notice = deps.notice ?? ((line: string) => process.stderr.write(`smartcopy: ${t.host}: ${line}\n`));
-  if (!conn) byCmd.set(command, (conn = new SshAgentConnection(ssh, command, t.display, (line) => notice(line))));
+  const notice = deps.notice ?? ((line: string) => process.stderr.write(`smartcopy: ${line}\n`));
+  if (!conn) byCmd.set(command, (conn = new SshAgentConnection(ssh, command, t.display, (line) => notice(`${t.host}: ${line}`))));
   return {
     conn,
     prefix,
@@ -201,6 +207,41 @@ async function openSshAgent(t: Extract<Target, { kind: 'ssh' }>, cfg: Config, si
     recycle: deps.muxPool !== undefined,
     async close(reusable = true) {
       release(reusable);
+    },
+  };
+}
+
+/**
+ * A QUIC agent: one QUIC connection per agent (shared through the pool by concurrent jobs),
+ * one QUIC stream per session stream. The agent's certificate is checked against
+ * --quic-fingerprint, or else against the fingerprint recorded on first use.
+ */
+async function openQuic(t: Extract<Target, { kind: 'quic' }>, cfg: Config, signal: AbortSignal | undefined, deps: RemoteDeps): Promise<Endpoint> {
+  const host = t.host.includes(':') ? `[${t.host}]` : t.host;
+  const address = `${host}:${t.port}`;
+  const prefix = Buffer.from(agentRelative(t.path));
+  const notice = deps.notice ?? ((line: string) => process.stderr.write(`smartcopy: ${line}\n`));
+  const verifyPeer = cfg.quicFingerprint !== undefined ? pinFingerprint(cfg.quicFingerprint) : trustOnFirstUse(knownAgentsFile(), notice);
+  const dial = (sig?: AbortSignal): Promise<Connection> => quicTransport({ verifyPeer, maxPayload: cfg.quicPayload }).dial(address, { signal: sig });
+  if (!deps.muxPool) {
+    const conn = await dial(signal);
+    return {
+      conn,
+      prefix,
+      display: t.display,
+      async close() {
+        await conn.close().catch(() => {});
+      },
+    };
+  }
+  const lease = await deps.muxPool.acquire(poolKey('quic', address), dial, { signal });
+  return {
+    conn: lease.conn,
+    prefix,
+    display: t.display,
+    recycle: true,
+    async close(reusable = true) {
+      lease.release(reusable && !signal?.aborted);
     },
   };
 }

@@ -21,6 +21,10 @@ export interface RunDeps extends RemoteDeps {
 
 /** SSH flags make sense only with an SSH operand; one given without is a mistake, not a no-op. */
 function checkTransportOptions(cfg: Config, src: Target, dst: Target): void {
+  const quic = src.kind === 'quic' || dst.kind === 'quic';
+  if (!quic && (cfg.quicFingerprint !== undefined || cfg.quicPayload !== undefined)) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--quic-fingerprint and --quic-payload only apply to quic:// targets');
+  }
   const ssh = src.kind === 'ssh' || dst.kind === 'ssh';
   if (!ssh) {
     const given = [
@@ -80,7 +84,7 @@ export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal, deps:
       throw new SmartcopyError('SC_ERR_USAGE', '--compress only applies to transfers to or from an agent; local copies do not cross a wire');
     }
     checkTransportOptions(cfg, src, dst);
-    const runDeps: RunDeps = { ...deps, notice: deps.notice ?? ((line) => io.stderr.write(`smartcopy: remote: ${line}\n`)) };
+    const runDeps: RunDeps = { ...deps, notice: deps.notice ?? ((line) => io.stderr.write(`smartcopy: ${line}\n`)) };
     if ((src.kind === 'ssh' || dst.kind === 'ssh') && !cfg.useAgent) await sftpCopy(cfg, src, dst, acct, events, signal, runDeps);
     else if (src.kind === 'local') await push(cfg, src, dst, acct, events, signal, runDeps);
     else await pull(cfg, src, dst as Extract<Target, { kind: 'local' }>, acct, events, signal, runDeps);

@@ -1,10 +1,11 @@
 import { SmartcopyError } from '@smartcopy/protocol';
-import { DEFAULT_TCP_PORT } from './config.js';
+import { DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT } from './config.js';
 
 /** Where one side of a copy lives. */
 export type Target =
   | { kind: 'local'; path: string; trailingSlash: boolean }
   | { kind: 'tcp'; host: string; port: number; path: string; trailingSlash: boolean; display: string }
+  | { kind: 'quic'; host: string; port: number; path: string; trailingSlash: boolean; display: string }
   /** port undefined: from ~/.ssh/config or 22; user undefined: from the config or the local user */
   | { kind: 'ssh'; host: string; user?: string; port?: number; path: string; trailingSlash: boolean; display: string };
 
@@ -26,6 +27,7 @@ const USER = String.raw`([^@/:\s]+)@`;
  *   host:PORT:/path                   TCP agent (PORT numeric), path inside the agent's root
  *   tcp://host[:PORT]/path            TCP agent
  *   [v6addr]:PORT:/path               TCP agent on an IPv6 address
+ *   quic://host[:port]/path           QUIC agent (default port 4433)
  *   ssh://[user@]host[:port]/path     SSH (implies --ssh)
  *   [user@]host:path (with --ssh)     SSH; a relative path is under the remote home, as with scp
  */
@@ -34,6 +36,9 @@ export function parseTarget(text: string, opts: TargetOptions = {}): Target {
   const trailingSlash = /[\\/]$/.test(text);
   const url = /^tcp:\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/i.exec(text);
   if (url) return tcp(url[1]!, url[2], url[3] ?? '/', trailingSlash, text);
+  const quicUrl = /^quic:\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/i.exec(text);
+  if (quicUrl) return { kind: 'quic', host: unbracket(quicUrl[1]!), port: port(quicUrl[2], text, DEFAULT_QUIC_PORT)!, path: quicUrl[3] ?? '/', trailingSlash, display: text };
+  if (/^quic:\/\//i.test(text)) throw new SmartcopyError('SC_ERR_USAGE', `cannot parse ${text}: expected quic://host[:port]/path`);
   const sshUrl = new RegExp(String.raw`^ssh://(?:${USER})?${HOST}(?::(\d+))?(/.*)?$`, 'i').exec(text);
   if (sshUrl) {
     // ssh://host/~/dir is a path under the remote home

@@ -2,13 +2,33 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { ExitCode, SmartcopyError } from '@smartcopy/protocol';
 import { Agent, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_SESSIONS } from '@smartcopy/agent';
-import { stdioStream, tcpTransport } from '@smartcopy/transports';
+import {
+  CERT_FILE,
+  DEFAULT_QUIC_PORT,
+  QUIC_DEFAULT_PAYLOAD,
+  QUIC_MAX_PAYLOAD,
+  QUIC_MIN_PAYLOAD,
+  certificateFingerprint,
+  loadOrCreateCertificate,
+  quicTransport,
+  stdioStream,
+  tcpTransport,
+  type Listener,
+} from '@smartcopy/transports';
 import { DEFAULT_TCP_PORT } from '../config.js';
 import { readToken } from './options.js';
 
 export const AGENT_OPTIONS = {
-  protocol: { type: 'string', choices: ['tcp', 'stdio'], default: 'tcp', describe: 'how clients reach the agent: tcp (listen on --bind:--port) or stdio (one session on stdin/stdout, as started by a client over SSH)' },
-  port: { type: 'number', default: DEFAULT_TCP_PORT, describe: 'TCP port (0 = any free port; the ready line tells which)' },
+  protocol: {
+    type: 'string',
+    choices: ['tcp', 'quic', 'stdio'],
+    default: 'tcp',
+    describe: 'how clients reach the agent: tcp or quic (listen on --bind:--port), or stdio (one session on stdin/stdout, as started by a client over SSH)',
+  },
+  port: { type: 'number', describe: `port to listen on (default ${DEFAULT_TCP_PORT} for tcp, ${DEFAULT_QUIC_PORT} for quic; 0 = any free port, the ready line tells which)` },
+  cert: { type: 'string', describe: `QUIC: certificate chain (PEM); default: a self-signed one made once in ~/.smartcopy/${CERT_FILE}` },
+  key: { type: 'string', describe: 'QUIC: private key (PEM) of --cert' },
+  'quic-payload': { type: 'number', describe: `QUIC: UDP payload bytes per datagram, ${QUIC_MIN_PAYLOAD}-${QUIC_MAX_PAYLOAD} (default ${QUIC_DEFAULT_PAYLOAD}; see README)` },
   bind: { type: 'string', default: '127.0.0.1', describe: 'address to listen on' },
   root: { type: 'string', demandOption: true, describe: 'directory served; client paths are inside it' },
   'token-file': { type: 'string', describe: 'file holding the shared token clients must prove (or SMARTCOPY_TOKEN)' },
@@ -20,7 +40,10 @@ export const AGENT_OPTIONS = {
 
 export interface ParsedAgentArgs {
   protocol: string;
-  port: number;
+  port?: number;
+  cert?: string;
+  key?: string;
+  'quic-payload'?: number;
   bind: string;
   root: string;
   'token-file'?: string;
@@ -37,7 +60,7 @@ function isLoopback(addr: string): boolean {
 }
 
 /** Flags that only mean something to a listening agent. */
-const LISTEN_ONLY = ['port', 'bind', 'token-file', 'insecure'] as const;
+const LISTEN_ONLY = ['port', 'bind', 'token-file', 'insecure', 'cert', 'key', 'quic-payload'] as const;
 
 /**
  * `smartcopy agent --protocol stdio`: serve one client on stdin/stdout (started by the client
@@ -72,6 +95,26 @@ async function runStdioAgent(a: ParsedAgentArgs, argv: readonly string[], signal
   return ExitCode.OK;
 }
 
+/** --cert/--key: a CA-issued (or any) certificate the operator provides. */
+async function readCertificate(certFile: string, keyFile: string): Promise<{ certPem: string; keyPem: string; fingerprint: string }> {
+  const read = (f: string, flag: string): string => {
+    try {
+      return fs.readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new SmartcopyError('SC_ERR_USAGE', `--${flag} ${f}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    }
+  };
+  const certPem = read(certFile, 'cert');
+  const keyPem = read(keyFile, 'key');
+  let fingerprint: string;
+  try {
+    fingerprint = certificateFingerprint(certPem);
+  } catch {
+    throw new SmartcopyError('SC_ERR_USAGE', `--cert ${certFile} holds no PEM certificate`);
+  }
+  return { certPem, keyPem, fingerprint };
+}
+
 /** `smartcopy agent`: serve --root until SIGTERM/SIGINT. */
 export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, argv: readonly string[] = []): Promise<number> {
   if (a.protocol === 'stdio') return runStdioAgent(a, argv, signal);
@@ -82,7 +125,15 @@ export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, a
       `refusing to listen on ${a.bind} without a token: anyone who can reach it could read and write ${a.root}. Pass --token-file FILE (or set SMARTCOPY_TOKEN), or --insecure on a trusted network`,
     );
   }
-  if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new SmartcopyError('SC_ERR_USAGE', '--port must be 0-65535');
+  const quic = a.protocol === 'quic';
+  const port = a.port ?? (quic ? DEFAULT_QUIC_PORT : DEFAULT_TCP_PORT);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SmartcopyError('SC_ERR_USAGE', '--port must be 0-65535');
+  if (!quic) {
+    for (const flag of ['cert', 'key', 'quic-payload'] as const) {
+      if (a[flag] !== undefined) throw new SmartcopyError('SC_ERR_USAGE', `--${flag} applies to --protocol quic only`);
+    }
+  }
+  if ((a.cert === undefined) !== (a.key === undefined)) throw new SmartcopyError('SC_ERR_USAGE', '--cert and --key go together');
   if (!Number.isInteger(a['max-sessions']) || a['max-sessions'] < 1) throw new SmartcopyError('SC_ERR_USAGE', '--max-sessions must be at least 1');
   const st = fs.statSync(a.root, { throwIfNoEntry: false });
   if (!st?.isDirectory()) throw new SmartcopyError('SC_ERR_USAGE', `--root ${a.root} is not an existing directory`);
@@ -97,9 +148,18 @@ export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, a
     idleTimeoutMs: a['idle-timeout'] * 1000,
     log,
   });
-  const listener = await tcpTransport().listen({ host: a.bind, port: a.port }, (s) => agent.handleStream(s));
+  let listener: Listener;
+  let identity = '';
+  if (quic) {
+    const cert = a.cert !== undefined ? await readCertificate(a.cert, a.key!) : await loadOrCreateCertificate();
+    identity = `, certificate ${cert.fingerprint}`;
+    const transport = quicTransport({ certPem: cert.certPem, keyPem: cert.keyPem, maxPayload: a['quic-payload'] });
+    listener = await transport.listen({ host: a.bind, port }, (s) => agent.handleStream(s));
+  } else {
+    listener = await tcpTransport().listen({ host: a.bind, port }, (s) => agent.handleStream(s));
+  }
   process.stdout.write(
-    `smartcopy agent listening on ${listener.address} (port ${listener.port}), root ${agent.jail.root}${token ? ', token required' : ''}${a['read-only'] ? ', read-only' : ''}\n`,
+    `smartcopy agent listening on ${listener.address} (${quic ? 'quic' : 'tcp'}, port ${listener.port}), root ${agent.jail.root}${token ? ', token required' : ''}${a['read-only'] ? ', read-only' : ''}${identity}\n`,
   );
   await new Promise<void>((resolve) => {
     if (signal.aborted) resolve();

@@ -47,6 +47,14 @@ export async function main(argv: string[]): Promise<number> {
           result = runAgentCommand(a, controller.signal, argv);
         },
       )
+      .command<ParsedAgentArgs>(
+        'quic-server',
+        'serve a directory to smartcopy clients over QUIC (the same as agent --protocol quic)',
+        (y) => y.options({ ...AGENT_OPTIONS, protocol: { ...AGENT_OPTIONS.protocol, choices: ['quic'], default: 'quic' } }),
+        (a) => {
+          result = runAgentCommand({ ...a, protocol: 'quic' }, controller.signal, argv);
+        },
+      )
       .strict()
       .help()
       .alias('h', 'help')

@@ -58,7 +58,7 @@ interface SftpContext {
 export async function sftpCopy(cfg: Config, src: Target, dst: Target, acct: Accounting, events: RunEvents, signal: AbortSignal, deps: RemoteDeps): Promise<void> {
   checkSftpOptions(cfg);
   const remote = (src.kind === 'ssh' ? src : dst) as SshTarget;
-  const { ssh, release } = await sshLease(remote, cfg, signal, deps.muxPool);
+  const { ssh, release } = await sshLease(remote, cfg, signal, deps.muxPool, deps.notice);
   const channels: RemoteFs[] = [];
   let completed = false;
   try {
