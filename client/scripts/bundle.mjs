@@ -31,8 +31,10 @@ await build({
   target: 'node20',
   format: 'esm',
   // native addon: resolved from node_modules at run time
-  // native addons find their binaries relative to their own files: load them from node_modules
-  external: ['lz4-napi', 'ssh2', '@matrixai/quic', '@fails-components/webtransport'],
+  // native addons find their binaries relative to their own files, and ssh2/selfsigned are
+  // CommonJS with optional native parts and export shapes the bundle's interop breaks: all load
+  // from node_modules, and only when their transport is used
+  external: ['lz4-napi', 'ssh2', 'selfsigned', '@matrixai/quic', '@fails-components/webtransport'],
   // CJS dependencies bundled into ESM still call require() for Node built-ins
   banner: { js: "import { createRequire as __scCreateRequire } from 'node:module'; const require = __scCreateRequire(import.meta.url);" },
   logLevel: 'warning',

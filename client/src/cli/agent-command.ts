@@ -159,7 +159,7 @@ export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, a
     listener = await tcpTransport().listen({ host: a.bind, port }, (s) => agent.handleStream(s));
   }
   process.stdout.write(
-    `smartcopy agent listening on ${listener.address} (${quic ? 'quic' : 'tcp'}, port ${listener.port}), root ${agent.jail.root}${token ? ', token required' : ''}${a['read-only'] ? ', read-only' : ''}${identity}\n`,
+    `smartcopy agent listening on ${listener.address} over ${quic ? 'QUIC' : 'TCP'} (port ${listener.port}), root ${agent.jail.root}${token ? ', token required' : ''}${a['read-only'] ? ', read-only' : ''}${identity}\n`,
   );
   await new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
