@@ -7,6 +7,7 @@ import { parseTarget, type Target } from './targets.js';
 import { pull } from './transfer/pull.js';
 import { push } from './transfer/push.js';
 import { sftpCopy } from './transfer/sftp/index.js';
+import { fanout } from './fanout/index.js';
 
 export interface RunIO {
   stdout: NodeJS.WriteStream;
@@ -67,8 +68,30 @@ function makeEvents(cfg: Config, acct: Accounting, io: RunIO): RunEvents {
   });
 }
 
+/** `smartcopy SRC DST1 DST2 ...`: one source pushed to every destination (see fanout/). */
+async function runFanout(cfg: Config, io: RunIO, signal: AbortSignal, deps: RunDeps): Promise<number> {
+  let src: Target;
+  let dests: Target[];
+  try {
+    src = parseTarget(cfg.source, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh });
+    dests = cfg.destinations.map((d) => parseTarget(d, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh }));
+    if (src.kind !== 'local') throw new SmartcopyError('SC_ERR_USAGE', 'fan-out pushes a local source to several destinations; SRC must be a local path');
+    for (const d of dests) checkTransportOptions(cfg, src, d);
+    if (dests.some((d) => d.kind === 'ssh') && !cfg.useAgent) {
+      throw new SmartcopyError('SC_ERR_USAGE', 'fan-out to SSH destinations needs --use-agent (each node reads the shared source blocks through an agent session; SFTP mode is for single copies)');
+    }
+  } catch (e) {
+    const err = e instanceof SmartcopyError ? e : fromSystemError(e, 'smartcopy');
+    io.stderr.write(`smartcopy: ${err.message}\n`);
+    return err.exitCode;
+  }
+  const runDeps: RunDeps = { ...deps, notice: deps.notice ?? ((line) => io.stderr.write(`smartcopy: ${line}\n`)) };
+  return fanout(cfg, src, dests, io, signal, runDeps);
+}
+
 /** Run one `smartcopy SRC DST`. Never throws: every failure becomes an exit code and a message. */
 export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal, deps: RunDeps = {}): Promise<number> {
+  if (cfg.destinations.length > 1) return runFanout(cfg, io, signal, deps);
   const acct = new Accounting();
   const events = deps.events ? deps.events(acct) : makeEvents(cfg, acct, io);
   const ticker = setInterval(() => events.tick(), 250);

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // smartcopy benchmark: local copies (smartcopy vs cp -a vs rsync -a), pushes over loopback
-// TCP (smartcopy agent vs rsync daemon) and delta pushes of an edited file onto its original
-// (smartcopy --delta vs rsync --no-whole-file) in one run, same machine, same datasets. Usage
-// and how to read the output: test/bench/README.md (or --help).
+// TCP (smartcopy agent vs rsync daemon), delta pushes of an edited file onto its original
+// (smartcopy --delta vs rsync --no-whole-file), and the same pushes over SSH to a private
+// loopback sshd (smartcopy --use-agent / SFTP vs rsync -e ssh vs scp) in one run, same machine,
+// same datasets. Usage and how to read the output: test/bench/README.md (or --help).
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -11,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { BENCH_CIPHER, shellJoin, startSshd } from './sshd.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -26,17 +28,21 @@ const USAGE = `Usage: npm run bench -- [options]        (or: node test/bench/run
   --runs N         timed runs per tool (default 5)
   --warmup N       untimed warm-up runs per tool before those (default 1)
   --only REGEX     run only rows whose id "group/scenario/dataset/tool" matches, e.g.
-                   'local/', 'tcp/', 'delta/', 'small', 'tcp/full/mixed', 'smartcopy|rsync'
+                   'local/', 'tcp/', '^delta/', '^ssh', 'small', 'tcp/full/mixed',
+                   'ssh/full/mixed/smartcopy', 'smartcopy|rsync'
                    (groups: local with tools smartcopy, cp-a, rsync; tcp with tools
                    smartcopy, rsyncd; delta, ids delta/CASE/TOOL with cases overwrite,
-                   insert, delete and tools smartcopy, rsyncd)
+                   insert, delete and tools smartcopy, rsyncd; ssh with tools smartcopy
+                   (--use-agent), smartcopy-sftp (mixed only), rsync-ssh, scp (full only);
+                   ssh-delta, ids ssh-delta/CASE/TOOL, tools smartcopy, rsync-ssh.
+                   'delta/' matches both delta groups, '^delta/' the TCP one)
   --data DIR       dataset directory (default ${SCBENCH}/data at scale 1, else
                    ${SCBENCH}/data-s<scale>, so a small run keeps the big datasets)
   --no-tmpfs       keep destinations on the disk under ${DSTROOT} (default: a tmpfs
                    mounted there for the run when running as root)
   --smartcopy CMD  command used for smartcopy, split on spaces (default: the workspace's
                    node_modules/.bin/smartcopy); SRC DST [flags] are appended, and
-                   'agent ...' for the TCP agent
+                   'agent ...' for the TCP agent; over SSH it is also the --remote-cmd
   -h, --help       this text
 `;
 
@@ -243,7 +249,10 @@ async function warmCache(root, entries) {
 let currentChild = null;
 let mountedTmpfs = null;
 const scratchDirs = new Set();
-/** Long-running servers of the TCP group, by tool: { name, pid, child, port, out, err, ready | failed }. */
+/**
+ * Long-running servers: of the TCP and delta groups by tool ({ name, pid, child, port, out,
+ * err, ready | failed }), and `sshd` for the SSH groups (see sshd.mjs; it brings its own stop()).
+ */
 const servers = {};
 
 /**
@@ -349,6 +358,12 @@ function stopServers() {
 function stopServer(srv) {
   if (srv.stopped || !srv.pid) return;
   srv.stopped = true;
+  if (srv.stop) {
+    // sshd: its sessions (and the agents or rsyncs they run) are grandchildren, and it owns a temp dir
+    srv.stop();
+    log(`stopped ${srv.name} (pid ${srv.pid})`);
+    return;
+  }
   if (!procAlive(srv.pid)) return;
   // the rsync daemon forks per connection; an interrupted run may leave one behind
   for (const pid of [...childPids(srv.pid), srv.pid]) {
@@ -402,6 +417,17 @@ function resolveSmartcopy() {
 
 const smartcopy = resolveSmartcopy();
 const rsyncPath = which('rsync');
+const sshPath = which('ssh');
+
+// SSH groups: everything goes to this run's private sshd (servers.sshd, started before the
+// first SSH row runs), through its ssh_config's Host alias, every tool with the same cipher
+const sshConfigFile = () => servers.sshd.sshConfig;
+/** rsync's -e: the OpenSSH client with the bench's config and cipher */
+const rsyncRsh = () => `ssh -F ${sshConfigFile()} -c ${BENCH_CIPHER}`;
+const smartcopySsh = () => ['--ssh', '--ssh-config', sshConfigFile(), '--ssh-cipher', BENCH_CIPHER];
+// the agent on the far side is this same build, started by this node: the remote shell gets one
+// command line, so it is quoted
+const smartcopyAgent = () => [...smartcopySsh(), '--use-agent', '--remote-cmd', shellJoin(smartcopy.argv ?? [])];
 
 const TOOLS = {
   smartcopy: {
@@ -410,6 +436,22 @@ const TOOLS = {
     reason: smartcopy.reason,
     full: (s, d) => [...smartcopy.argv, s, d],
     resync: (s, d) => [...smartcopy.argv, s, d, '--incremental'],
+    delta: (s, d) => [...smartcopy.argv, s, d, '--delta'],
+    // the SSH groups: d is ALIAS:/path; a remote agent over exec channels
+    ssh: {
+      full: (s, d) => [...smartcopy.argv, s, d, ...smartcopyAgent()],
+      resync: (s, d) => [...smartcopy.argv, s, d, ...smartcopyAgent(), '--incremental'],
+      delta: (s, d) => [...smartcopy.argv, s, d, ...smartcopyAgent(), '--delta'],
+    },
+  },
+  // informational row of ssh/full/mixed: no agent on the remote, plain SFTP
+  'smartcopy-sftp': {
+    label: 'smartcopy SFTP',
+    available: smartcopy.available,
+    reason: smartcopy.reason,
+    ssh: {
+      full: (s, d) => [...smartcopy.argv, s, d, ...smartcopySsh()],
+    },
   },
   'cp-a': {
     label: 'cp -a',
@@ -431,8 +473,39 @@ const TOOLS = {
     reason: 'rsync not installed (apt-get install rsync)',
     full: (s, d) => ['rsync', '-a', `${s}/`, `${d}/`],
     resync: (s, d) => ['rsync', '-a', `${s}/`, `${d}/`],
+    delta: (s, d) => ['rsync', '-a', '--no-whole-file', s, d],
+  },
+  // SSH groups: d is ALIAS:/path; the remote rsync is found on the session's PATH
+  'rsync-ssh': {
+    label: 'rsync -e ssh',
+    available: rsyncPath !== null && sshPath !== null,
+    reason: rsyncPath === null ? 'rsync not installed (apt-get install rsync)' : 'ssh not installed (apt-get install openssh-client)',
+    ssh: {
+      full: (s, d) => ['rsync', '-a', '-e', rsyncRsh(), `${s}/`, `${d}/`],
+      resync: (s, d) => ['rsync', '-a', '-e', rsyncRsh(), `${s}/`, `${d}/`],
+      delta: (s, d) => ['rsync', '-a', '--no-whole-file', '-e', rsyncRsh(), s, d],
+    },
+  },
+  // OpenSSH >= 9.0 speaks SFTP underneath; -p keeps modes and times (no owners: not verified)
+  scp: {
+    label: 'scp',
+    available: which('scp') !== null,
+    reason: 'scp not installed (apt-get install openssh-client)',
+    ssh: {
+      full: (s, d) => ['scp', '-F', sshConfigFile(), '-c', BENCH_CIPHER, '-r', '-p', s, d],
+    },
   },
 };
+
+const isDelta = (sc) => sc.group === 'delta' || sc.group === 'ssh-delta';
+/** Groups whose rows push to this run's private sshd. */
+const overSsh = (sc) => sc.group === 'ssh' || sc.group === 'ssh-delta';
+
+/** A row's command: SRC and the tool's operand for DST (a path, an agent or daemon URL, ALIAS:/path). */
+function toolArgv(sc, tool, src, target) {
+  const kind = isDelta(sc) ? 'delta' : sc.kind;
+  return (overSsh(sc) ? TOOLS[tool].ssh : TOOLS[tool])[kind](src, target);
+}
 
 const SCENARIOS = [
   {
@@ -505,16 +578,62 @@ const SCENARIOS = [
     tools: ['smartcopy', 'rsyncd'],
     goal: { peer: 'rsyncd', max: 0.6 },
   })),
+  // SSH groups (issue 5): pushes to this run's private sshd on loopback, all with aes128-gcm.
+  // A goal's `max: null` means no time goal (the issue sets none); the row is informational.
+  {
+    group: 'ssh',
+    kind: 'full',
+    dataset: 'mixed',
+    title: `SSH push over loopback (${BENCH_CIPHER}): mixed (destination wiped before every run)`,
+    tools: ['smartcopy', 'smartcopy-sftp', 'rsync-ssh', 'scp'],
+    goal: { peer: 'rsync-ssh', max: 0.65 },
+  },
+  {
+    group: 'ssh',
+    kind: 'full',
+    dataset: 'small',
+    title: `SSH push over loopback (${BENCH_CIPHER}): small (destination wiped before every run)`,
+    tools: ['smartcopy', 'rsync-ssh', 'scp'],
+    goal: { peer: 'rsync-ssh', max: null },
+    // scp pays a round trip per file: 9-15 s here, several times the others. Fewer runs keep
+    // the group's time reasonable; its median is still over timed runs of a warm page cache.
+    limits: { scp: { warmup: 0, runs: 2 } },
+  },
+  {
+    group: 'ssh',
+    kind: 'resync',
+    dataset: 'small',
+    title: `SSH no-change re-sync (${BENCH_CIPHER}): small (destination already up to date)`,
+    tools: ['smartcopy', 'rsync-ssh'],
+    goal: { peer: 'rsync-ssh', max: 1.0 },
+  },
+  ...[
+    ['overwrite', '100 scattered 4 KiB overwrites'],
+    ['insert', '1 MiB inserted in the middle'],
+    ['delete', '1 MiB deleted from the middle'],
+  ].map(([kind, what]) => ({
+    group: 'ssh-delta',
+    kind,
+    dataset: 'delta',
+    title: `Delta push over SSH (${BENCH_CIPHER}): ${what} (base.bin put at the destination before every run)`,
+    tools: ['smartcopy', 'rsync-ssh'],
+    goal: { peer: 'rsync-ssh', max: null },
+  })),
 ];
 
-// the delta group has a single dataset: its ids leave it out (delta/insert/rsyncd)
-const rowId = (sc, tool) => (sc.group === 'delta' ? `delta/${sc.kind}/${tool}` : `${sc.group}/${sc.kind}/${sc.dataset}/${tool}`);
-/** Groups whose rows push to this run's servers (smartcopy agent, rsync daemon). */
+// the delta groups have a single dataset: their ids leave it out (delta/insert/rsyncd)
+const rowId = (sc, tool) => (isDelta(sc) ? `${sc.group}/${sc.kind}/${tool}` : `${sc.group}/${sc.kind}/${sc.dataset}/${tool}`);
+/** Groups whose rows push to this run's TCP servers (smartcopy agent, rsync daemon). */
 const overTcp = (sc) => sc.group === 'tcp' || sc.group === 'delta';
 for (const sc of SCENARIOS) sc.selected = sc.tools.filter((t) => ONLY.test(rowId(sc, t)));
 const active = SCENARIOS.filter((sc) => sc.selected.length > 0);
-if (active.length === 0) usageError(`--only '${args.only}' matches no row (ids look like local/full/mixed/smartcopy, tcp/resync/small/rsyncd, delta/insert/smartcopy)`);
+if (active.length === 0)
+  usageError(
+    `--only '${args.only}' matches no row (ids look like local/full/mixed/smartcopy, tcp/resync/small/rsyncd, ` +
+      'delta/insert/smartcopy, ssh/full/mixed/rsync-ssh, ssh-delta/insert/smartcopy)',
+  );
 const tcpActive = active.some(overTcp);
+const sshActive = active.some(overSsh);
 
 const missing = new Set();
 for (const sc of active) for (const t of sc.selected) if (!TOOLS[t].available) missing.add(t);
@@ -562,7 +681,7 @@ if (isMountPoint(DSTROOT)) {
   // every tool's last output is kept until verification, so one scenario needs a copy per tool
   // (a delta row holds one target.bin plus, while a run writes, the new version beside it)
   const need = Math.max(
-    ...active.map((sc) => sc.selected.length * (sc.group === 'delta' ? 2 * deltaFileFootprint() : dsInfo[sc.dataset].footprint)),
+    ...active.map((sc) => sc.selected.length * (isDelta(sc) ? 2 * deltaFileFootprint() : dsInfo[sc.dataset].footprint)),
   );
   const size = Math.ceil((need * 1.2 + (256 << 20)) / (1 << 20));
   const avail = Math.floor(os.freemem() / (1 << 20));
@@ -614,7 +733,8 @@ async function startAgent() {
     'agent',
   );
   for (let i = 0; i < 300; i++) {
-    const m = /\(port (\d+)\)/.exec(fs.readFileSync(srv.out, 'utf8'));
+    // "(port N)", or "(tcp, port N)" since the agent also serves other protocols
+    const m = /\((?:[^()]*, )?port (\d+)\)/.exec(fs.readFileSync(srv.out, 'utf8'));
     if (m) {
       srv.port = Number(m[1]);
       srv.ready = fs.readFileSync(srv.out, 'utf8').split('\n')[0].trim();
@@ -707,6 +827,19 @@ if (tcpActive) {
   }
 }
 
+// The SSH groups' server: a private OpenSSH sshd (sshd.mjs), started after the tmpfs is mounted
+// (its sessions write there) and stopped by cleanup(). Every SSH tool, smartcopy's remote agent
+// included, runs under it, so its CPU (and its reaped sessions') is the server cpu column.
+if (sshActive && active.some((sc) => overSsh(sc) && sc.selected.some((t) => TOOLS[t].available))) {
+  try {
+    servers.sshd = await startSshd({ logFile: path.join(LOGDIR, 'sshd.stderr') });
+    log(servers.sshd.ready);
+  } catch (err) {
+    servers.sshd = { name: 'sshd', failed: err.message };
+    log(`sshd failed to start: ${err.message}`);
+  }
+}
+
 const gitRev = firstLine(['git', '-C', REPO, 'describe', '--always', '--dirty']);
 const machine = {
   date: new Date().toISOString(),
@@ -725,6 +858,9 @@ const machine = {
   smartcopyRev: gitRev,
   agent: servers.smartcopy ? (servers.smartcopy.ready ?? `failed: ${servers.smartcopy.failed}`) : null,
   rsyncd: servers.rsyncd ? (servers.rsyncd.ready ?? `failed: ${servers.rsyncd.failed}`) : null,
+  sshd: servers.sshd ? (servers.sshd.ready ?? `failed: ${servers.sshd.failed}`) : null,
+  ssh: sshActive && sshPath ? firstLine(['ssh', '-V']) : null,
+  sshCipher: sshActive ? BENCH_CIPHER : null,
   loadavgStart: os.loadavg().map((x) => +x.toFixed(2)),
 };
 
@@ -800,11 +936,14 @@ function wipe(dir) {
  * the destination one level deeper, in a directory of its own (TCP full pushes, see wipeFor).
  */
 function rowTarget(sc, tool, run) {
-  const dirName = sc.group === 'tcp' ? `tcp-${sc.kind}-${tool}` : `${sc.kind}-${tool}`;
+  const dirName = sc.group === 'local' ? `${sc.kind}-${tool}` : `${sc.group}-${sc.kind}-${tool}`;
   const base = path.join(DSTROOT, dirName);
   const rel = run === undefined ? `${dirName}/${sc.dataset}` : `${dirName}/${run}/${sc.dataset}`;
   const dst = path.join(DSTROOT, rel);
   if (sc.group === 'local') return { base, dst, target: dst };
+  // over SSH every run starts its own remote process (agent, rsync, sftp-server): nothing on
+  // the far side outlives a run, so the same path can be wiped and reused, as locally
+  if (overSsh(sc)) return { base, dst, target: `${servers.sshd?.alias}:${dst}` };
   const port = servers[tool]?.port;
   if (tool === 'smartcopy') return { base, dst, target: `127.0.0.1:${port}:/${rel}` };
   return { base, dst, target: `rsync://127.0.0.1:${port}/${RSYNCD_MODULE}/${rel}` };
@@ -826,14 +965,17 @@ function wipeFor(sc, r, ds) {
   const t = rowTarget(sc, r.tool, r.seq);
   fs.rmSync(r.base, { recursive: true, force: true });
   r.dst = t.dst;
-  r.argv = TOOLS[r.tool][sc.kind](ds.root, t.target);
+  r.argv = toolArgv(sc, r.tool, ds.root, t.target);
   wipe(r.dst);
 }
 
-/** Why a row's server cannot serve it (TCP group), or null. */
+/** The server a row's tool talks to: its own over TCP, the shared sshd over SSH, none locally. */
+const serverOf = (sc, tool) => (overSsh(sc) ? servers.sshd : overTcp(sc) ? servers[tool] : null);
+
+/** Why a row's server cannot serve it (TCP and SSH groups), or null. */
 function serverProblem(sc, tool) {
-  if (!overTcp(sc)) return null;
-  const srv = servers[tool];
+  if (!overTcp(sc) && !overSsh(sc)) return null;
+  const srv = serverOf(sc, tool);
   if (!srv) return `no server for ${tool}`;
   if (srv.failed) return `${srv.name} did not start: ${srv.failed}`;
   const died = serverDied(srv);
@@ -876,14 +1018,36 @@ function rsyncStatsOf(c) {
   return sent === null || received === null ? null : { sent, received, total: sent + received };
 }
 
+/**
+ * The rounds a row takes part in: [firstRound, endRound) of the WARMUP + RUNS rounds, its
+ * warm-up ones last among the warm-ups. A scenario's `limits` give a slow tool (scp on many
+ * small files) fewer runs than the others; the run's --runs / --warmup still cap them.
+ */
+function runSpan(sc, tool) {
+  const lim = sc.limits?.[tool];
+  const warmup = Math.min(WARMUP, lim?.warmup ?? WARMUP);
+  const runs = Math.min(RUNS, lim?.runs ?? RUNS);
+  return { firstRound: WARMUP - warmup, endRound: WARMUP + runs, runs, warmup };
+}
+
+/** "scp: 2 timed runs, no warm-up" for the tools a scenario's `limits` cut short, or ''. */
+function limitsNote(sc) {
+  const parts = sc.rows
+    .filter((r) => r.runs !== RUNS || r.warmup !== WARMUP)
+    .map((r) => `${r.label}: ${r.runs} timed run${r.runs > 1 ? 's' : ''}${r.warmup === 0 ? ', no warm-up' : ` after ${r.warmup} warm-up`}`);
+  return parts.length ? ` (${parts.join('; ')}, to save time)` : '';
+}
+
 async function runScenario(sc) {
   const ds = dsInfo[sc.dataset];
   const tag = `${sc.group}/${sc.kind}/${sc.dataset}`;
   const tcp = sc.group === 'tcp';
+  // a server on the other end whose CPU is measured: the TCP and SSH groups
+  const remote = sc.group !== 'local';
   const rows = sc.selected.map((tool) => {
     const { base, dst, target } = rowTarget(sc, tool);
     const problem = TOOLS[tool].available ? serverProblem(sc, tool) : null;
-    const argv = TOOLS[tool].available && !problem ? TOOLS[tool][sc.kind](ds.root, target) : null;
+    const argv = TOOLS[tool].available && !problem ? toolArgv(sc, tool, ds.root, target) : null;
     return {
       id: rowId(sc, tool),
       tool,
@@ -896,7 +1060,8 @@ async function runScenario(sc) {
       times: [],
       warmupTimes: [],
       cpu: [],
-      serverCpu: tcp ? [] : undefined,
+      serverCpu: remote ? [] : undefined,
+      ...runSpan(sc, tool),
     };
   });
   const live = () => rows.filter((r) => r.status === 'ok');
@@ -927,7 +1092,7 @@ async function runScenario(sc) {
     const order = live();
     for (let i = 0; i < order.length; i++) {
       const r = order[(i + round) % order.length];
-      if (r.status !== 'ok') continue;
+      if (r.status !== 'ok' || round < r.firstRound || round >= r.endRound) continue;
       const problem = serverProblem(sc, r.tool);
       if (problem) {
         r.status = 'FAILED';
@@ -936,7 +1101,7 @@ async function runScenario(sc) {
         continue;
       }
       if (sc.kind === 'full') wipeFor(sc, r, ds);
-      const srv = tcp ? servers[r.tool] : null;
+      const srv = serverOf(sc, r.tool);
       const srvCpu0 = srv ? await serverCpuNow(srv) : null;
       const errFile = path.join(LOGDIR, `${logName(r)}.stderr`);
       const res = await runTimed(r.argv, errFile);
@@ -970,7 +1135,7 @@ async function runScenario(sc) {
     r.MBps = ds.bytes / r.median / 1e6;
     r.filesPerS = ds.files / r.median;
     r.cpuMedian = medianOrNull(r.cpu);
-    if (tcp) r.serverCpuMedian = medianOrNull(r.serverCpu);
+    if (remote) r.serverCpuMedian = medianOrNull(r.serverCpu);
     log(`   verifying ${r.label}`);
     r.verify = await verify(ds.root, r.dst, ds.entries);
   }
@@ -1011,7 +1176,8 @@ async function runScenario(sc) {
     load1Before: +loadBefore.toFixed(2),
     load1After: +loadAfter.toFixed(2),
     goal: sc.goal,
-    rows: rows.map(({ dst, base, seq, ...r }) => r),
+    limits: sc.limits,
+    rows: rows.map(({ dst, base, seq, firstRound, endRound, ...r }) => r),
   };
   out.goalResult = judge(out);
   results.scenarios.push(out);
@@ -1020,13 +1186,15 @@ async function runScenario(sc) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// the delta group: one edited file pushed onto a copy of its original, over loopback TCP
+// the delta groups: one edited file pushed onto a copy of its original, over loopback TCP
+// (delta) or through the private sshd (ssh-delta)
 
 /** Where a delta row writes: `dir` (kept for the whole run), `dst` and the tool's operand. */
-function deltaTarget(tool) {
-  const dirName = `delta-${tool === 'rsyncd' ? 'rsync' : tool}`;
+function deltaTarget(sc, tool) {
+  const dirName = `${sc.group}-${tool === 'rsyncd' || tool === 'rsync-ssh' ? 'rsync' : tool}`;
   const dir = path.join(DSTROOT, dirName);
   const dst = path.join(dir, 'target.bin');
+  if (overSsh(sc)) return { dir, dst, target: `${servers.sshd?.alias}:${dst}` };
   const port = servers[tool]?.port;
   const target =
     tool === 'smartcopy'
@@ -1034,9 +1202,6 @@ function deltaTarget(tool) {
       : `rsync://127.0.0.1:${port}/${RSYNCD_MODULE}/${dirName}/target.bin`;
   return { dir, dst, target };
 }
-
-const deltaArgv = (tool, src, target) =>
-  tool === 'smartcopy' ? [...smartcopy.argv, src, target, '--delta'] : ['rsync', '-a', '--no-whole-file', src, target];
 
 /**
  * A fresh copy of base.bin as the row's target, with base.bin's mode and mtime: the state a
@@ -1088,13 +1253,13 @@ async function runDeltaScenario(sc) {
   const base = { path: path.join(ds.root, 'base.bin'), mode: baseStat.mode & 0o7777, atime: baseStat.atime, mtime: baseStat.mtime };
   const bytes = fs.statSync(src).size;
   const rows = sc.selected.map((tool) => {
-    const { dir, dst, target } = deltaTarget(tool);
+    const { dir, dst, target } = deltaTarget(sc, tool);
     const problem = TOOLS[tool].available ? serverProblem(sc, tool) : null;
     return {
       id: rowId(sc, tool),
       tool,
       label: TOOLS[tool].label,
-      argv: TOOLS[tool].available && !problem ? deltaArgv(tool, src, target) : null,
+      argv: TOOLS[tool].available && !problem ? toolArgv(sc, tool, src, target) : null,
       dir,
       dst,
       status: !TOOLS[tool].available ? 'skipped' : problem ? 'FAILED' : 'ok',
@@ -1109,7 +1274,7 @@ async function runDeltaScenario(sc) {
   const logName = (r) => r.id.replaceAll('/', '.');
   for (const r of live()) scratchDirs.add(r.dir);
 
-  log(`== delta/${sc.kind}: ${path.basename(src)} (${fmtBytes(bytes)}) onto base.bin (${fmtBytes(baseStat.size)}); warming the page cache`);
+  log(`== ${sc.group}/${sc.kind}: ${path.basename(src)} (${fmtBytes(bytes)}) onto base.bin (${fmtBytes(baseStat.size)}); warming the page cache`);
   const warm = new Map([['base.bin', { type: 'file' }], [path.basename(src), { type: 'file' }]]);
   await warmCache(ds.root, warm);
   const loadBefore = os.loadavg()[0];
@@ -1128,7 +1293,7 @@ async function runDeltaScenario(sc) {
         continue;
       }
       putBase(r, base);
-      const srv = servers[r.tool];
+      const srv = serverOf(sc, r.tool);
       const srvCpu0 = await serverCpuNow(srv);
       const errFile = path.join(LOGDIR, `${logName(r)}.stderr`);
       const res = await runTimed(r.argv, errFile);
@@ -1213,7 +1378,7 @@ async function runDeltaScenario(sc) {
   return out;
 }
 
-/** The delta group's second goal: no more bytes on the wire than rsync. */
+/** The delta groups' second goal: no more bytes on the wire than rsync. */
 function judgeWire(sc) {
   const text = `bytes ≤ ${TOOLS[sc.goal.peer].label}'s`;
   const me = sc.rows.find((r) => r.tool === 'smartcopy');
@@ -1240,10 +1405,12 @@ async function runMatcher() {
   return res;
 }
 
+/** The time goal's verdict; null for a scenario without one (`max: null`). */
 function judge(sc) {
+  if (sc.goal.max == null) return null;
   const me = sc.rows.find((r) => r.tool === 'smartcopy');
   const peer = sc.rows.find((r) => r.tool === sc.goal.peer);
-  const text = `≤ ${sc.goal.max.toFixed(1)}× ${TOOLS[sc.goal.peer].label}`;
+  const text = `≤ ${String(sc.goal.max.toFixed(2)).replace(/0$/, '')}× ${TOOLS[sc.goal.peer].label}`;
   if (!me || !peer) return { text, verdict: 'n/a', why: 'not selected' };
   if (me.status === 'skipped') return { text, verdict: 'n/a', why: 'smartcopy not available' };
   if (me.status !== 'ok') return { text, verdict: 'MISSED', why: 'smartcopy failed' };
@@ -1258,11 +1425,12 @@ function judge(sc) {
 
 function table(sc) {
   const me = sc.rows.find((r) => r.tool === 'smartcopy' && r.status === 'ok');
-  const tcp = sc.group === 'tcp';
+  // client and server CPU: over TCP and over SSH
+  const tcp = sc.group === 'tcp' || sc.group === 'ssh';
   const lines = [
     `### ${sc.title}`,
     '',
-    `${sc.files} files, ${fmtBytes(sc.bytes)}; ${RUNS} timed run${RUNS > 1 ? 's' : ''} per tool after ${WARMUP} warm-up; ` +
+    `${sc.files} files, ${fmtBytes(sc.bytes)}; ${RUNS} timed run${RUNS > 1 ? 's' : ''} per tool after ${WARMUP} warm-up${limitsNote(sc)}; ` +
       `load ${sc.load1Before} → ${sc.load1After}`,
     '',
     tcp
@@ -1299,7 +1467,7 @@ function table(sc) {
     if (r.summaryError) details.push(`- smartcopy --json: ${r.summaryError}`);
     if (r.wireError) details.push(`- ${r.label}: ${r.wireError}`);
   }
-  if (tcp) details.push(`- bytes on the wire (one more run each): ${wireLine(sc)}`);
+  if (sc.group === 'tcp') details.push(`- bytes on the wire (one more run each): ${wireLine(sc)}`);
   if (details.length) lines.push('', ...details);
   return lines.join('\n');
 }
@@ -1316,7 +1484,10 @@ function deltaTable(sc) {
     '| tool | median s | min s | max s | MB/s | client cpu s | server cpu s | smartcopy ÷ tool | bytes on wire | verify | goal |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
   ];
-  const goals = `${goalCell(sc)}; ${goalCell({ goalResult: sc.wireGoalResult })}`;
+  const goals = [sc.goalResult, sc.wireGoalResult]
+    .filter(Boolean)
+    .map((g) => goalCell({ goalResult: g }))
+    .join('; ');
   for (const r of sc.rows) {
     const goal = r.tool === 'smartcopy' ? goals : '';
     if (r.status !== 'ok') {
@@ -1357,7 +1528,7 @@ function deltaTable(sc) {
 
 function wireOf(sc) {
   const me = sc.rows.find((r) => r.tool === 'smartcopy')?.wire ?? null;
-  const peer = sc.rows.find((r) => r.tool === 'rsyncd')?.wire ?? null;
+  const peer = sc.rows.find((r) => r.tool === sc.goal.peer)?.wire ?? null;
   return { me, peer, ratio: me && peer && peer.total > 0 ? me.total / peer.total : null };
 }
 
@@ -1365,28 +1536,30 @@ function wireLine(sc) {
   const { me, peer, ratio } = wireOf(sc);
   const parts = [
     `smartcopy ${me ? `${fmtBytes(me.total)} (bytesOnWire)` : '—'}`,
-    `rsync daemon ${peer ? `${fmtBytes(peer.total)} (sent ${fmtBytes(peer.sent)} + received ${fmtBytes(peer.received)}, --stats)` : '—'}`,
+    `${TOOLS[sc.goal.peer].label} ${peer ? `${fmtBytes(peer.total)} (sent ${fmtBytes(peer.sent)} + received ${fmtBytes(peer.received)}, --stats)` : '—'}`,
   ];
   if (ratio !== null) parts.push(`smartcopy ÷ rsync ${ratio.toFixed(2)}×`);
   return parts.join('; ');
 }
 
-/** All TCP scenarios' bytes on the wire side by side, exact byte counts. */
+/** All TCP and delta scenarios' bytes on the wire side by side, exact byte counts. */
 function wireTable(scs) {
   const lines = [
-    '### Bytes on the wire (TCP and delta; one more run per tool after the timed ones)',
+    '### Bytes on the wire (TCP, delta and SSH delta; one more run per tool after the timed ones)',
     '',
-    'smartcopy: `bytesOnWire` of its `--json` summary (all streams, both directions); rsync: `--stats` total bytes sent + received.',
+    'smartcopy: `bytesOnWire` of its `--json` summary (all streams, both directions); rsync (daemon, or `-e ssh` for ' +
+      '`ssh-delta/`): `--stats` total bytes sent + received. Over SSH both count what goes through the SSH channels, ' +
+      'not the SSH transport\'s own framing, padding and MACs.',
     '',
-    '| scenario | data | smartcopy | rsync daemon sent | rsync daemon received | rsync daemon total | smartcopy ÷ rsync |',
+    '| scenario | data | smartcopy | rsync sent | rsync received | rsync total | smartcopy ÷ rsync |',
     '|---|---:|---:|---:|---:|---:|---:|',
   ];
   const n = (x) => (x == null ? '—' : x.toLocaleString('en-US'));
   for (const sc of scs) {
     const { me, peer, ratio } = wireOf(sc);
     // a delta push nominally sends the whole changed file; a no-change re-sync sends nothing
-    const data = sc.group === 'delta' || sc.kind === 'full' ? sc.bytes : 0;
-    const id = sc.group === 'delta' ? `delta/${sc.kind}` : `${sc.group}/${sc.kind}/${sc.dataset}`;
+    const data = isDelta(sc) || sc.kind === 'full' ? sc.bytes : 0;
+    const id = isDelta(sc) ? `${sc.group}/${sc.kind}` : `${sc.group}/${sc.kind}/${sc.dataset}`;
     lines.push(
       `| ${id} | ${n(data)} | ${n(me?.total)} | ${n(peer?.sent)} | ${n(peer?.received)} | ` +
         `${n(peer?.total)} | ${ratio === null ? '—' : `${ratio.toFixed(3)}×`} |`,
@@ -1397,6 +1570,7 @@ function wireTable(scs) {
 
 function goalCell(sc) {
   const g = sc.goalResult;
+  if (!g) return '—';
   const detail = [g.ratio !== undefined ? `${g.ratio.toFixed(2)}×` : null, g.why].filter(Boolean).join(', ');
   return `${g.text}: **${g.verdict}**${detail ? ` (${detail})` : ''}`;
 }
@@ -1410,13 +1584,14 @@ print(`- destination fs: ${machine.dstFs}: ${machine.dstNote}; source fs: ${mach
 print(`- tools: smartcopy ${machine.smartcopy ?? 'missing'}${gitRev ? ` @ ${gitRev}` : ''}; ${machine.cp ?? 'cp ?'}; ${machine.rsync ?? 'rsync not installed'}`);
 if (machine.agent) print(`- tcp: ${machine.agent}`);
 if (machine.rsyncd) print(`- tcp: rsync daemon ${machine.rsyncd}`);
+if (machine.sshd) print(`- ssh: ${machine.ssh ?? 'ssh ?'}; sshd ${machine.sshd}; every tool with -c ${machine.sshCipher}`);
 print(`- scale ${SCALE}, data ${DATA}`);
 
 const lastDelta = active.findLast((sc) => sc.group === 'delta');
 for (const sc of active) {
-  const out = sc.group === 'delta' ? await runDeltaScenario(sc) : await runScenario(sc);
+  const out = isDelta(sc) ? await runDeltaScenario(sc) : await runScenario(sc);
   print();
-  print(sc.group === 'delta' ? deltaTable(out) : table(out));
+  print(isDelta(sc) ? deltaTable(out) : table(out));
   if (sc === lastDelta) {
     const m = await runMatcher();
     if (m) {
@@ -1440,10 +1615,10 @@ machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
 saveResults();
 stopServers();
 
-const tcpDone = results.scenarios.filter(overTcp);
-if (tcpDone.length) {
+const wireDone = results.scenarios.filter((sc) => overTcp(sc) || sc.group === 'ssh-delta');
+if (wireDone.length) {
   print();
-  print(wireTable(tcpDone));
+  print(wireTable(wireDone));
 }
 
 print();
