@@ -13,3 +13,4 @@ export { clientProof, serverProof, proofMatches, newNonce } from './session/auth
 export { serveList, toWireEntry } from './session/list.js';
 export { errorInfo, displayOf, type ResultInit } from './session/results.js';
 export * from './native/index.js';
+export * from './transfer/block-cache.js';

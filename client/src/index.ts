@@ -2,3 +2,4 @@
 export { copy, closeConnections, connectionStats, type CopyOptions, type CopyResult } from './api.js';
 export type { Summary, FileAction } from './progress/accounting.js';
 export { main } from './cli/main.js';
+export { fanout, parseHostsFile, type FanoutSummary, type NodeResult } from './fanout/index.js';

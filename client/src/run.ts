@@ -85,8 +85,8 @@ async function runFanout(cfg: Config, io: RunIO, signal: AbortSignal, deps: RunD
     io.stderr.write(`smartcopy: ${err.message}\n`);
     return err.exitCode;
   }
-  const runDeps: RunDeps = { ...deps, notice: deps.notice ?? ((line) => io.stderr.write(`smartcopy: ${line}\n`)) };
-  return fanout(cfg, src, dests, io, signal, runDeps);
+  // fanout() names the node in each remote message itself
+  return fanout(cfg, src, dests, io, signal, deps);
 }
 
 /** Run one `smartcopy SRC DST`. Never throws: every failure becomes an exit code and a message. */

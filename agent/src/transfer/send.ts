@@ -17,6 +17,7 @@ import {
 import type { BufferPool } from '../util/index.js';
 import type { Channel } from '../session/channel.js';
 import { hashFile } from '../verify/index.js';
+import type { BlockSource } from './block-cache.js';
 
 /** How a sender moves file content. Resolved once per session from config and features. */
 export interface SendOptions {
@@ -36,6 +37,8 @@ export interface SendOptions {
   onBytes?: (raw: number, wire: number) => void;
   /** never follow a symlink as the file itself (an agent serving a pull: links may point out of its root) */
   noFollow?: boolean;
+  /** fan-out: file blocks shared with the other nodes' sessions instead of reads of our own */
+  blocks?: BlockSource;
 }
 
 /** O_NOFOLLOW where the platform has it (not on Windows, which has no such links to follow here). */
@@ -72,6 +75,7 @@ function sourceError(e: unknown, display: string): SmartcopyError {
  */
 async function streamRange(
   ch: Channel,
+  src: Buffer,
   fh: fs.promises.FileHandle,
   fileId: number,
   offset: number,
@@ -83,18 +87,31 @@ async function streamRange(
   const inflight: Promise<void>[] = [];
   let pos = offset;
   const end = offset + length;
+  const blocks = opts.blocks;
+  const giveBack = blocks ? (b: Buffer) => blocks.release(b) : (b: Buffer) => opts.pool.release(b);
   while (pos < end) {
     if (inflight.length >= IN_FLIGHT) await inflight.shift();
-    const buf = opts.pool.acquire();
+    let buf: Buffer;
     let n: number;
-    try {
-      ({ bytesRead: n } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos));
-    } catch (e) {
-      opts.pool.release(buf);
-      throw fromSystemError(e, 'read', display);
+    if (blocks) {
+      // shared with other sessions: exactly what the pool path would read, so the blocks line up
+      try {
+        buf = await blocks.read(src, fh, pos, Math.min(opts.pool.bufferSize, end - pos));
+      } catch (e) {
+        throw fromSystemError(e, 'read', display);
+      }
+      n = buf.length;
+    } else {
+      buf = opts.pool.acquire();
+      try {
+        ({ bytesRead: n } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos));
+      } catch (e) {
+        opts.pool.release(buf);
+        throw fromSystemError(e, 'read', display);
+      }
     }
     if (n === 0) {
-      opts.pool.release(buf);
+      giveBack(buf);
       break; // the file shrank; the caller reports it
     }
     const raw = buf.subarray(0, n);
@@ -113,7 +130,7 @@ async function streamRange(
     let ok = true;
     const sent = new Promise<void>((resolve, reject) => {
       ok = ch.send(MsgType.DATA, header, payload, (err) => {
-        opts.pool.release(buf);
+        giveBack(buf);
         if (err) reject(err);
         else resolve();
       });
@@ -150,7 +167,7 @@ export async function sendWholeFile(ch: Channel, fileId: number, src: Buffer, en
     ch.send(MsgType.FILE_BEGIN, { fileId, entry, hashAlgo: opts.hashAlgo, verify: strong !== undefined, verifyAlgo: opts.verifyAlgo ?? '', fsync: opts.fsync });
     let sent: number;
     try {
-      sent = await streamRange(ch, fh, fileId, 0, entry.size, strong ? [hasher, strong] : [hasher], opts, display);
+      sent = await streamRange(ch, src, fh, fileId, 0, entry.size, strong ? [hasher, strong] : [hasher], opts, display);
     } catch (e) {
       if (ch.isOpen) ch.send(MsgType.FILE_END, { fileId, aborted: true });
       throw e;
@@ -176,11 +193,13 @@ export const SMALL_READ_MAX = 256 * 1024;
 let codecsReady: Promise<void> | undefined;
 
 async function sendSmallFile(ch: Channel, fileId: number, src: Buffer, entry: WireEntry, display: string, opts: SendOptions): Promise<void> {
+  const blocks = opts.blocks;
   let data: Buffer;
   try {
     const fd = fs.openSync(src, readFlags(opts));
     try {
-      data = fs.readFileSync(fd);
+      // shared blocks: one byte more than expected, so a file that grew is caught like readFileSync does
+      data = blocks ? blocks.readSync(src, fd, 0, entry.size + 1) : fs.readFileSync(fd);
     } finally {
       fs.closeSync(fd);
     }
@@ -188,6 +207,7 @@ async function sendSmallFile(ch: Channel, fileId: number, src: Buffer, entry: Wi
     throw sourceError(e, display);
   }
   if (data.length !== entry.size) {
+    blocks?.release(data);
     throw new SmartcopyError('SC_ERR_VANISHED', `${display}: changed size while being sent (${data.length} of ${entry.size} bytes); run again`, { path: display });
   }
   let hash: Buffer;
@@ -207,7 +227,10 @@ async function sendSmallFile(ch: Channel, fileId: number, src: Buffer, entry: Wi
   }
   if (opts.throttle) await opts.throttle(payload.length);
   ch.send(MsgType.FILE_BEGIN, { fileId, entry, hashAlgo: opts.hashAlgo, verify: verifyHash !== undefined, verifyAlgo: opts.verifyAlgo ?? '', fsync: opts.fsync });
-  if (data.length > 0) ch.send(MsgType.DATA, { fileId, offset: 0, rawLength: data.length, compression }, payload);
+  // A shared block goes back once the transport has taken it. (A throw on the way skips that:
+  // the cache then leaves the buffer to the GC instead of reusing it, which costs nothing else.)
+  if (data.length > 0) ch.send(MsgType.DATA, { fileId, offset: 0, rawLength: data.length, compression }, payload, blocks && (() => blocks.release(data)));
+  else blocks?.release(data);
   opts.onBytes?.(data.length, payload.length);
   if (!ch.send(MsgType.FILE_END, { fileId, hash, verifyHash })) await ch.drain();
 }
@@ -233,7 +256,7 @@ export async function sendChunk(
   try {
     const hasher = await createHasher(opts.hashAlgo);
     ch.send(MsgType.CHUNK_BEGIN, { fileId, entry, offset, length, hashAlgo: opts.hashAlgo, transferId });
-    const sent = await streamRange(ch, fh, fileId, offset, length, [hasher], opts, display);
+    const sent = await streamRange(ch, src, fh, fileId, offset, length, [hasher], opts, display);
     if (sent !== length) {
       // The receiver sees the short count and rejects the chunk; the file is reported as changed.
       ch.send(MsgType.CHUNK_END, { fileId, offset, hash: hasher.digest() });

@@ -4,6 +4,7 @@ import type { FilterRule } from '@smartcopy/agent';
 import { normalizeFingerprint } from '@smartcopy/transports';
 import { DEFAULT_BUFFER_SIZE, DEFAULT_STREAMS, DEFAULT_REMOTE_CMD, DEFAULT_RETRIES, SSH_CIPHERS, defaultThreads, type Config, type Order, type SshCipher } from '../config.js';
 import { parseRate, parseSize } from './sizes.js';
+import { parseHostsFile } from '../fanout/hosts-file.js';
 
 /** The copy command's flags, in the order the README lists them. */
 export const COPY_OPTIONS = {
@@ -136,14 +137,6 @@ function blockSizeOf(a: ParsedCopyArgs): number | undefined {
   const b = parseSize(a['block-size'], '--block-size');
   if (b < 64 || b > 1024 * 1024) throw new SmartcopyError('SC_ERR_USAGE', '--block-size must be between 64 and 1M');
   return b;
-}
-
-/** --hosts-file: one destination per line; blank lines and # comments are skipped. */
-export function parseHostsFile(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((l) => l.replace(/(^|\s)#.*$/, '').trim())
-    .filter((l) => l !== '');
 }
 
 function readHostsFile(file: string): string[] {
