@@ -21,12 +21,12 @@ export interface RunDeps extends RemoteDeps {
 }
 
 /** SSH flags make sense only with an SSH operand; one given without is a mistake, not a no-op. */
-function checkTransportOptions(cfg: Config, src: Target, dst: Target): void {
-  const quic = src.kind === 'quic' || dst.kind === 'quic';
+function checkTransportOptions(cfg: Config, targets: readonly Target[]): void {
+  const quic = targets.some((t) => t.kind === 'quic');
   if (!quic && (cfg.quicFingerprint !== undefined || cfg.quicPayload !== undefined)) {
     throw new SmartcopyError('SC_ERR_USAGE', '--quic-fingerprint and --quic-payload only apply to quic:// targets');
   }
-  const ssh = src.kind === 'ssh' || dst.kind === 'ssh';
+  const ssh = targets.some((t) => t.kind === 'ssh');
   if (!ssh) {
     const given = [
       cfg.useAgent && '--use-agent',
@@ -76,7 +76,7 @@ async function runFanout(cfg: Config, io: RunIO, signal: AbortSignal, deps: RunD
     src = parseTarget(cfg.source, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh });
     dests = cfg.destinations.map((d) => parseTarget(d, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh }));
     if (src.kind !== 'local') throw new SmartcopyError('SC_ERR_USAGE', 'fan-out pushes a local source to several destinations; SRC must be a local path');
-    for (const d of dests) checkTransportOptions(cfg, src, d);
+    checkTransportOptions(cfg, [src, ...dests]);
     if (dests.some((d) => d.kind === 'ssh') && !cfg.useAgent) {
       throw new SmartcopyError('SC_ERR_USAGE', 'fan-out to SSH destinations needs --use-agent (each node reads the shared source blocks through an agent session; SFTP mode is for single copies)');
     }
@@ -106,7 +106,7 @@ export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal, deps:
     if (src.kind === 'local' && dst.kind === 'local' && cfg.compress) {
       throw new SmartcopyError('SC_ERR_USAGE', '--compress only applies to transfers to or from an agent; local copies do not cross a wire');
     }
-    checkTransportOptions(cfg, src, dst);
+    checkTransportOptions(cfg, [src, dst]);
     const runDeps: RunDeps = { ...deps, notice: deps.notice ?? ((line) => io.stderr.write(`smartcopy: ${line}\n`)) };
     if ((src.kind === 'ssh' || dst.kind === 'ssh') && !cfg.useAgent) await sftpCopy(cfg, src, dst, acct, events, signal, runDeps);
     else if (src.kind === 'local') await push(cfg, src, dst, acct, events, signal, runDeps);

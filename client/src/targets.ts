@@ -47,7 +47,8 @@ export function parseTarget(text: string, opts: TargetOptions = {}): Target {
   }
   if (/^ssh:\/\//i.test(text)) throw new SmartcopyError('SC_ERR_USAGE', `cannot parse ${text}: expected ssh://[user@]host[:port]/path`);
   const hp = /^(\[[^\]]+\]|[A-Za-z0-9._-]+):(\d+):(.*)$/.exec(text);
-  if (hp && !/^[A-Za-z]$/.test(hp[1]!) && !opts.ssh) return tcp(hp[1]!, hp[2], hp[3] || '/', trailingSlash, text);
+  // host:PORT:/path names a TCP agent even with --ssh, so fan-out can mix both forms
+  if (hp && !/^[A-Za-z]$/.test(hp[1]!)) return tcp(hp[1]!, hp[2], hp[3] || '/', trailingSlash, text);
   const remote = new RegExp(String.raw`^(?:${USER})?${HOST}:(.*)$`).exec(text);
   // a one-letter "host" is a Windows drive (C:\dir), never a remote
   const isRemote = remote !== null && !/^[A-Za-z]$/.test(remote[2]!);

@@ -2,49 +2,14 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { startAgent, type RunningAgent } from '../fixtures/agent.js';
 import { CLI, collect, events, type CliResult } from '../fixtures/cli.js';
+import { startSshd, type Sshd } from '../fixtures/sshd.js';
 import { cleanup, partFiles, pseudoRandom, snapshot, tempDir, writeFile } from '../fixtures/tree.js';
 
 const T0 = new Date('2023-03-04T05:06:07.000Z');
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/**
- * `smartcopy SRC DST1 DST2 ...` once the CLI routes several destinations to fanout(); until then
- * the same thing through a small driver around the same parts (yargs options, resolveConfig,
- * parseTarget, fanout), so this file tests fan-out either way.
- */
-function cliHasFanout(): boolean {
-  const run = path.join(REPO, 'client/dist/src/run.js');
-  const bundle = path.join(REPO, 'client/dist/bundle/smartcopy.js');
-  if (!fs.existsSync(run) || !fs.readFileSync(run, 'utf8').includes('fanout')) return false;
-  // the CLI loads the bundle when there is one: it must include the wiring too
-  return !fs.existsSync(bundle) || fs.statSync(bundle).mtimeMs >= fs.statSync(run).mtimeMs;
-}
-const VIA_CLI = cliHasFanout();
-
-const DRIVER = `
-const { createRequire } = await import('node:module');
-const { pathToFileURL } = await import('node:url');
-const root = process.env.SC_REPO;
-const mod = (p) => import(pathToFileURL(root + '/client/dist/src/' + p).href);
-const yargs = (await import(pathToFileURL(createRequire(root + '/client/package.json').resolve('yargs')).href)).default;
-const [{ COPY_OPTIONS, resolveConfig }, { parseTarget }, { fanout }] = await Promise.all([mod('cli/options.js'), mod('targets.js'), mod('fanout/index.js')]);
-const argv = process.argv.slice(2);
-let a;
-yargs(argv)
-  .command('$0 <source> [destinations..]', 'fan-out', (y) => y.positional('source', { type: 'string' }).positional('destinations', { type: 'string', array: true }).options(COPY_OPTIONS), (x) => { a = x; })
-  .strict()
-  .parse();
-const cfg = resolveConfig(a, argv);
-const ac = new AbortController();
-process.on('SIGTERM', () => ac.abort());
-const t = { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh };
-process.exitCode = await fanout(cfg, parseTarget(cfg.source, t), cfg.destinations.map((d) => parseTarget(d, t)), { stdout: process.stdout, stderr: process.stderr }, ac.signal);
-`;
-
-let driverFile: string | undefined;
 /** every agent process this file started, so none outlives it whatever fails */
 const launched = new Set<ChildProcess>();
 /** a run that hangs fails its test instead of the whole file */
@@ -52,17 +17,11 @@ const TEST_TIMEOUT = { timeout: 120_000 };
 
 after(() => {
   for (const p of launched) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  if (driverFile) cleanup(path.dirname(driverFile));
 });
 
+/** `smartcopy SRC DST1 DST2 ...` from the built CLI. */
 function startFanout(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  if (!VIA_CLI && !driverFile) {
-    // a file, not --eval: worker threads (the source scan) inherit the process's exec flags
-    driverFile = path.join(tempDir('fan-driver'), 'driver.mjs');
-    fs.writeFileSync(driverFile, DRIVER);
-  }
-  const argv = VIA_CLI ? [CLI, ...args] : [driverFile!, ...args];
-  return spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SC_REPO: REPO, ...env } });
+  return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
 }
 
 function runFanout(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
@@ -165,7 +124,7 @@ function totalFileBytes(root: string): number {
   return n;
 }
 
-describe(`fan-out to several agents (${VIA_CLI ? 'CLI' : 'driver: the CLI does not route fan-out yet'})`, () => {
+describe('fan-out to several agents', () => {
   let src = '';
   let roots: string[] = [];
   let agents: Agent[] = [];
@@ -374,5 +333,56 @@ describe('fan-out across network namespaces (one agent per namespace, veth pairs
     const done = events(r.stdout).filter((e) => e.event === 'node' && e.type === 'summary').map((e) => e.node as string);
     assert.equal(done.length, N);
     assert.equal(done[N - 1], dsts[N - 1], `order of completion: ${done.join(', ')}`);
+  });
+});
+
+describe('fan-out across transports: a TCP agent, a QUIC agent and an SSH --use-agent node in one run', () => {
+  let src = '';
+  let home = '';
+  let roots: string[] = [];
+  let tcp: RunningAgent;
+  let quic: RunningAgent;
+  let sshd: Sshd;
+  before(async () => {
+    src = tempDir('fanx-src');
+    home = tempDir('fanx-home');
+    writeFile(src, 'a/readme.txt', 'mixed fan-out\n'.repeat(2000), { mtime: T0 });
+    writeFile(src, 'b/blob.bin', pseudoRandom(3 * 1024 * 1024 + 5, 41), { mode: 0o600, mtime: T0 });
+    for (let i = 0; i < 12; i++) writeFile(src, `c/f${i}`, `n${i}`.repeat(i * 100 + 1), { mtime: T0 });
+    roots = [0, 1, 2].map((i) => tempDir(`fanx-root${i}`));
+    [tcp, quic, sshd] = await Promise.all([startAgent(roots[0]!), startAgent(roots[1]!, [], { HOME: home }, 'quic'), startSshd()]);
+  });
+  after(async () => {
+    await Promise.all([tcp?.stop(), quic?.stop(), sshd?.stop()]);
+    cleanup(src, home, ...roots);
+  });
+
+  it('every node gets the tree and the source is read once', TEST_TIMEOUT, async () => {
+    const fp = /certificate (SHA256:\S+)/.exec(quic.ready)![1]!;
+    const sshDst = path.join(roots[2]!, 'data');
+    const r = await runFanout(
+      [
+        src,
+        `127.0.0.1:${tcp.port}:/data`,
+        `quic://127.0.0.1:${quic.port}/data`,
+        `${sshd.alias}:${sshDst}`,
+        '--ssh',
+        '--ssh-config',
+        sshd.sshConfig,
+        '--use-agent',
+        '--remote-cmd',
+        `${process.execPath} ${CLI}`,
+        '--quic-fingerprint',
+        fp,
+        '--json',
+      ],
+      { HOME: home, SSH_AUTH_SOCK: '' },
+    );
+    assert.equal(r.code, 0, why(r));
+    for (const root of roots) assertSame(src, path.join(root, 'data'));
+    const s = summaryOf(r);
+    assert.equal(s.nodes.length, 3);
+    assert.equal(s.cache.bytesRead, totalFileBytes(src));
+    assert.equal(s.cache.blocksServed, 3 * s.cache.blocksRead);
   });
 });
