@@ -101,6 +101,7 @@ export async function copy(source: string, destination: string, opts: CopyOption
     sshPort: opts.sshPort,
     sshCipher: opts.sshCipher,
     acceptNewHostKey: opts.acceptNewHostKey ?? false,
+    webtransport: false,
     quicFingerprint: opts.quicFingerprint,
     quicPayload: opts.quicPayload,
   });

@@ -12,6 +12,7 @@ export const CHUNK_THRESHOLD = 64 * 1024 * 1024;
 export const CHUNK_SIZE = 32 * 1024 * 1024;
 export const DEFAULT_TCP_PORT = 9878;
 export const DEFAULT_QUIC_PORT = 4433;
+export const DEFAULT_WEBTRANSPORT_PORT = 4443;
 /** fan-out: a node whose connection fails is tried this many more times */
 export const DEFAULT_RETRIES = 2;
 /** `--use-agent`: the program started on the remote (`--remote-cmd`) */
@@ -73,7 +74,9 @@ export interface Config {
   sshPort: number | undefined;
   sshCipher: SshCipher | undefined;
   acceptNewHostKey: boolean;
-  /** QUIC: the agent certificate's expected fingerprint (else trust on first use) */
+  /** `https://host/path` operands are WebTransport agents */
+  webtransport: boolean;
+  /** QUIC / WebTransport: the agent's expected fingerprint (else trust on first use) */
   quicFingerprint: string | undefined;
   /** QUIC: UDP payload bytes per datagram (undefined: the transport's default) */
   quicPayload: number | undefined;

@@ -11,7 +11,9 @@ import {
   quicTransport,
   sshConnect,
   tcpTransport,
+  webTransportTransport,
   type Connection,
+  type WebTransportPeerIdentity,
   type Listener,
   type SshConnection,
   type SshExecStream,
@@ -92,7 +94,7 @@ export interface RemoteDeps {
 /** Open the endpoint of a remote target: a TCP agent, or an agent started over SSH. */
 export async function openEndpoint(t: RemoteTarget, cfg: Config, signal: AbortSignal | undefined, deps: RemoteDeps): Promise<Endpoint> {
   if (t.kind === 'tcp') return openRemote(t, signal, deps.pool);
-  if (t.kind === 'quic') return openQuic(t, cfg, signal, deps);
+  if (t.kind === 'quic' || t.kind === 'webtransport') return openMultiplexed(t, cfg, signal, deps);
   if (!cfg.useAgent) {
     throw new SmartcopyError('SC_ERR_INTERNAL', `${t.display}: an SSH target without --use-agent goes over SFTP, not through an agent session`);
   }
@@ -212,17 +214,36 @@ async function openSshAgent(t: Extract<Target, { kind: 'ssh' }>, cfg: Config, si
 }
 
 /**
- * A QUIC agent: one QUIC connection per agent (shared through the pool by concurrent jobs),
- * one QUIC stream per session stream. The agent's certificate is checked against
- * --quic-fingerprint, or else against the fingerprint recorded on first use.
+ * The dialer of a QUIC or WebTransport agent. The agent is checked against --quic-fingerprint,
+ * or else against the fingerprint recorded on first use. A WebTransport agent renews its
+ * certificate every 13 days (the most a pinned WebTransport certificate may last) with the same
+ * key, so it is known by its public key's fingerprint.
  */
-async function openQuic(t: Extract<Target, { kind: 'quic' }>, cfg: Config, signal: AbortSignal | undefined, deps: RemoteDeps): Promise<Endpoint> {
+function multiplexedDialer(t: Extract<Target, { kind: 'quic' | 'webtransport' }>, cfg: Config, address: string, notice: (line: string) => void): (sig?: AbortSignal) => Promise<Connection> {
+  if (t.kind === 'quic') {
+    const verifyPeer = cfg.quicFingerprint !== undefined ? pinFingerprint(cfg.quicFingerprint) : trustOnFirstUse(knownAgentsFile(), notice);
+    return (sig) => quicTransport({ verifyPeer, maxPayload: cfg.quicPayload }).dial(address, { signal: sig });
+  }
+  const pinned = cfg.quicFingerprint;
+  const tofu = trustOnFirstUse(knownAgentsFile(), notice, (p) => ({ address: `wt://${p.address}`, fingerprint: (p as WebTransportPeerIdentity).publicKeyFingerprint }));
+  const verifyPeer = async (peer: WebTransportPeerIdentity): Promise<void> => {
+    if (pinned === undefined) return tofu(peer);
+    if (peer.publicKeyFingerprint === pinned || peer.fingerprint === pinned) return;
+    throw new SmartcopyError('SC_ERR_AUTH', `WebTransport agent ${peer.address} presented key ${peer.publicKeyFingerprint}, not the pinned ${pinned} — refusing to connect`);
+  };
+  return (sig) => webTransportTransport({ verifyPeer }).dial(address, { signal: sig });
+}
+
+/**
+ * A QUIC or WebTransport agent: one connection per agent (shared through the pool by concurrent
+ * jobs), one stream of it per session stream.
+ */
+async function openMultiplexed(t: Extract<Target, { kind: 'quic' | 'webtransport' }>, cfg: Config, signal: AbortSignal | undefined, deps: RemoteDeps): Promise<Endpoint> {
   const host = t.host.includes(':') ? `[${t.host}]` : t.host;
   const address = `${host}:${t.port}`;
   const prefix = Buffer.from(agentRelative(t.path));
   const notice = deps.notice ?? ((line: string) => process.stderr.write(`smartcopy: ${line}\n`));
-  const verifyPeer = cfg.quicFingerprint !== undefined ? pinFingerprint(cfg.quicFingerprint) : trustOnFirstUse(knownAgentsFile(), notice);
-  const dial = (sig?: AbortSignal): Promise<Connection> => quicTransport({ verifyPeer, maxPayload: cfg.quicPayload }).dial(address, { signal: sig });
+  const dial = multiplexedDialer(t, cfg, address, notice);
   if (!deps.muxPool) {
     const conn = await dial(signal);
     return {
@@ -234,7 +255,7 @@ async function openQuic(t: Extract<Target, { kind: 'quic' }>, cfg: Config, signa
       },
     };
   }
-  const lease = await deps.muxPool.acquire(poolKey('quic', address), dial, { signal });
+  const lease = await deps.muxPool.acquire(poolKey(t.kind, address), dial, { signal });
   return {
     conn: lease.conn,
     prefix,

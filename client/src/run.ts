@@ -20,11 +20,17 @@ export interface RunDeps extends RemoteDeps {
   events?: (acct: Accounting) => RunEvents;
 }
 
+const targetOpts = (cfg: Config) => ({ tcpAgent: cfg.tcpAgent, ssh: cfg.ssh, webtransport: cfg.webtransport });
+
 /** SSH flags make sense only with an SSH operand; one given without is a mistake, not a no-op. */
 function checkTransportOptions(cfg: Config, targets: readonly Target[]): void {
   const quic = targets.some((t) => t.kind === 'quic');
-  if (!quic && (cfg.quicFingerprint !== undefined || cfg.quicPayload !== undefined)) {
-    throw new SmartcopyError('SC_ERR_USAGE', '--quic-fingerprint and --quic-payload only apply to quic:// targets');
+  if (!quic && cfg.quicPayload !== undefined) throw new SmartcopyError('SC_ERR_USAGE', '--quic-payload only applies to quic:// targets');
+  if (!quic && !targets.some((t) => t.kind === 'webtransport') && cfg.quicFingerprint !== undefined) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--quic-fingerprint only applies to quic:// and wt:// targets');
+  }
+  if (cfg.webtransport && !targets.some((t) => t.kind === 'webtransport')) {
+    throw new SmartcopyError('SC_ERR_USAGE', '--webtransport makes https://host/path operands WebTransport agents, and there is none');
   }
   const ssh = targets.some((t) => t.kind === 'ssh');
   if (!ssh) {
@@ -73,8 +79,8 @@ async function runFanout(cfg: Config, io: RunIO, signal: AbortSignal, deps: RunD
   let src: Target;
   let dests: Target[];
   try {
-    src = parseTarget(cfg.source, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh });
-    dests = cfg.destinations.map((d) => parseTarget(d, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh }));
+    src = parseTarget(cfg.source, targetOpts(cfg));
+    dests = cfg.destinations.map((d) => parseTarget(d, targetOpts(cfg)));
     if (src.kind !== 'local') throw new SmartcopyError('SC_ERR_USAGE', 'fan-out pushes a local source to several destinations; SRC must be a local path');
     checkTransportOptions(cfg, [src, ...dests]);
     if (dests.some((d) => d.kind === 'ssh') && !cfg.useAgent) {
@@ -98,8 +104,8 @@ export async function runCopy(cfg: Config, io: RunIO, signal: AbortSignal, deps:
   ticker.unref();
   let fatal: SmartcopyError | undefined;
   try {
-    const src = parseTarget(cfg.source, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh });
-    const dst = parseTarget(cfg.destination, { tcpAgent: cfg.tcpAgent, ssh: cfg.ssh });
+    const src = parseTarget(cfg.source, targetOpts(cfg));
+    const dst = parseTarget(cfg.destination, targetOpts(cfg));
     if (src.kind !== 'local' && dst.kind !== 'local') {
       throw new SmartcopyError('SC_ERR_USAGE', 'both SRC and DST are remote; one of them must be a local path');
     }

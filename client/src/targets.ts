@@ -1,11 +1,12 @@
 import { SmartcopyError } from '@smartcopy/protocol';
-import { DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT } from './config.js';
+import { DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, DEFAULT_WEBTRANSPORT_PORT } from './config.js';
 
 /** Where one side of a copy lives. */
 export type Target =
   | { kind: 'local'; path: string; trailingSlash: boolean }
   | { kind: 'tcp'; host: string; port: number; path: string; trailingSlash: boolean; display: string }
   | { kind: 'quic'; host: string; port: number; path: string; trailingSlash: boolean; display: string }
+  | { kind: 'webtransport'; host: string; port: number; path: string; trailingSlash: boolean; display: string }
   /** port undefined: from ~/.ssh/config or 22; user undefined: from the config or the local user */
   | { kind: 'ssh'; host: string; user?: string; port?: number; path: string; trailingSlash: boolean; display: string };
 
@@ -16,6 +17,8 @@ export interface TargetOptions {
   tcpAgent?: boolean;
   /** `[user@]host:path` is reached over SSH */
   ssh?: boolean;
+  /** `https://host[:port]/path` names a WebTransport agent */
+  webtransport?: boolean;
 }
 
 const HOST = String.raw`(\[[^\]]+\]|[A-Za-z0-9._-]+)`;
@@ -28,6 +31,7 @@ const USER = String.raw`([^@/:\s]+)@`;
  *   tcp://host[:PORT]/path            TCP agent
  *   [v6addr]:PORT:/path               TCP agent on an IPv6 address
  *   quic://host[:port]/path           QUIC agent (default port 4433)
+ *   wt://host[:port]/path             WebTransport agent (default port 4443); https:// with --webtransport
  *   ssh://[user@]host[:port]/path     SSH (implies --ssh)
  *   [user@]host:path (with --ssh)     SSH; a relative path is under the remote home, as with scp
  */
@@ -39,6 +43,11 @@ export function parseTarget(text: string, opts: TargetOptions = {}): Target {
   const quicUrl = /^quic:\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/i.exec(text);
   if (quicUrl) return { kind: 'quic', host: unbracket(quicUrl[1]!), port: port(quicUrl[2], text, DEFAULT_QUIC_PORT)!, path: quicUrl[3] ?? '/', trailingSlash, display: text };
   if (/^quic:\/\//i.test(text)) throw new SmartcopyError('SC_ERR_USAGE', `cannot parse ${text}: expected quic://host[:port]/path`);
+  const wtUrl = (opts.webtransport ? /^(?:wt|https):\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/i : /^wt:\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/i).exec(text);
+  if (wtUrl) {
+    return { kind: 'webtransport', host: unbracket(wtUrl[1]!), port: port(wtUrl[2], text, DEFAULT_WEBTRANSPORT_PORT)!, path: wtUrl[3] ?? '/', trailingSlash, display: text };
+  }
+  if (/^wt:\/\//i.test(text)) throw new SmartcopyError('SC_ERR_USAGE', `cannot parse ${text}: expected wt://host[:port]/path`);
   const sshUrl = new RegExp(String.raw`^ssh://(?:${USER})?${HOST}(?::(\d+))?(/.*)?$`, 'i').exec(text);
   if (sshUrl) {
     // ssh://host/~/dir is a path under the remote home

@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import net from 'node:net';
 import { ExitCode, SmartcopyError } from '@smartcopy/protocol';
 import { Agent, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_SESSIONS } from '@smartcopy/agent';
@@ -8,8 +10,11 @@ import {
   QUIC_DEFAULT_PAYLOAD,
   QUIC_MAX_PAYLOAD,
   QUIC_MIN_PAYLOAD,
+  DEFAULT_WEBTRANSPORT_PORT,
   certificateFingerprint,
+  generateWebTransportCertificate,
   loadOrCreateCertificate,
+  webTransportTransport,
   quicTransport,
   stdioStream,
   tcpTransport,
@@ -21,11 +26,14 @@ import { readToken } from './options.js';
 export const AGENT_OPTIONS = {
   protocol: {
     type: 'string',
-    choices: ['tcp', 'quic', 'stdio'],
+    choices: ['tcp', 'quic', 'webtransport', 'stdio'],
     default: 'tcp',
-    describe: 'how clients reach the agent: tcp or quic (listen on --bind:--port), or stdio (one session on stdin/stdout, as started by a client over SSH)',
+    describe: 'how clients reach the agent: tcp, quic or webtransport (listen on --bind:--port), or stdio (one session on stdin/stdout, as started by a client over SSH)',
   },
-  port: { type: 'number', describe: `port to listen on (default ${DEFAULT_TCP_PORT} for tcp, ${DEFAULT_QUIC_PORT} for quic; 0 = any free port, the ready line tells which)` },
+  port: {
+    type: 'number',
+    describe: `port to listen on (default ${DEFAULT_TCP_PORT} for tcp, ${DEFAULT_QUIC_PORT} for quic, ${DEFAULT_WEBTRANSPORT_PORT} for webtransport; 0 = any free port, the ready line tells which)`,
+  },
   cert: { type: 'string', describe: `QUIC: certificate chain (PEM); default: a self-signed one made once in ~/.smartcopy/${CERT_FILE}` },
   key: { type: 'string', describe: 'QUIC: private key (PEM) of --cert' },
   'quic-payload': { type: 'number', describe: `QUIC: UDP payload bytes per datagram, ${QUIC_MIN_PAYLOAD}-${QUIC_MAX_PAYLOAD} (default ${QUIC_DEFAULT_PAYLOAD}; see README)` },
@@ -95,6 +103,31 @@ async function runStdioAgent(a: ParsedAgentArgs, argv: readonly string[], signal
   return ExitCode.OK;
 }
 
+/** A WebTransport agent renews its 13-day certificate after this long. */
+const WT_RENEW_MS = 12 * 24 * 3600 * 1000;
+const WT_KEY_FILE = 'webtransport-key.pem';
+
+/** The WebTransport agent's private key, made once in ~/.smartcopy (0600): clients trust it, not a certificate. */
+async function loadOrCreateWebTransportKey(): Promise<string> {
+  const dir = path.join(os.homedir(), '.smartcopy');
+  const file = path.join(dir, WT_KEY_FILE);
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new SmartcopyError('SC_ERR_USAGE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  const { keyPem } = await generateWebTransportCertificate();
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    fs.writeFileSync(file, keyPem, { mode: 0o600, flag: 'wx' });
+    return keyPem;
+  } catch (e) {
+    // another agent made it first: use theirs
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return fs.readFileSync(file, 'utf8');
+    throw new SmartcopyError('SC_ERR_USAGE', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+}
+
 /** --cert/--key: a CA-issued (or any) certificate the operator provides. */
 async function readCertificate(certFile: string, keyFile: string): Promise<{ certPem: string; keyPem: string; fingerprint: string }> {
   const read = (f: string, flag: string): string => {
@@ -126,7 +159,14 @@ export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, a
     );
   }
   const quic = a.protocol === 'quic';
-  const port = a.port ?? (quic ? DEFAULT_QUIC_PORT : DEFAULT_TCP_PORT);
+  const wt = a.protocol === 'webtransport';
+  const port = a.port ?? (quic ? DEFAULT_QUIC_PORT : wt ? DEFAULT_WEBTRANSPORT_PORT : DEFAULT_TCP_PORT);
+  if (wt && (a.cert !== undefined || a.key !== undefined || a['quic-payload'] !== undefined)) {
+    throw new SmartcopyError(
+      'SC_ERR_USAGE',
+      '--cert, --key and --quic-payload do not apply to --protocol webtransport: its agent makes a self-signed certificate and renews it every 13 days with the same key (WebTransport pins a certificate only if it lasts 14 days at most)',
+    );
+  }
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SmartcopyError('SC_ERR_USAGE', '--port must be 0-65535');
   if (!quic) {
     for (const flag of ['cert', 'key', 'quic-payload'] as const) {
@@ -150,7 +190,38 @@ export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, a
   });
   let listener: Listener;
   let identity = '';
-  if (quic) {
+  let renewal: NodeJS.Timeout | undefined;
+  if (wt) {
+    const keyPem = await loadOrCreateWebTransportKey();
+    let keyFingerprint = '';
+    const listen = async (): Promise<Listener> => {
+      const cert = await generateWebTransportCertificate({ keyPem });
+      keyFingerprint = cert.publicKeyFingerprint;
+      return webTransportTransport({ certPem: cert.certPem, keyPem: cert.keyPem }).listen({ host: a.bind, port: listener?.port ?? port }, (s) => agent.handleStream(s));
+    };
+    listener = await listen();
+    identity = `, public key ${keyFingerprint}`;
+    // a fresh certificate (same key, same fingerprint for clients) before the current one expires;
+    // sessions already open go on, new ones meet the new certificate
+    const renew = (): void => {
+      renewal = setTimeout(() => {
+        const old = listener;
+        void old
+          .close({ abortStreams: false })
+          .then(listen)
+          .then(
+            (l) => {
+              listener = l;
+              log('renewed the WebTransport certificate');
+              renew();
+            },
+            (e: unknown) => log(`cannot renew the WebTransport certificate: ${(e as Error).message}; clients will be refused once it expires — restart the agent`),
+          );
+      }, WT_RENEW_MS);
+      renewal.unref();
+    };
+    renew();
+  } else if (quic) {
     const cert = a.cert !== undefined ? await readCertificate(a.cert, a.key!) : await loadOrCreateCertificate();
     identity = `, certificate ${cert.fingerprint}`;
     const transport = quicTransport({ certPem: cert.certPem, keyPem: cert.keyPem, maxPayload: a['quic-payload'] });
@@ -159,12 +230,13 @@ export async function runAgentCommand(a: ParsedAgentArgs, signal: AbortSignal, a
     listener = await tcpTransport().listen({ host: a.bind, port }, (s) => agent.handleStream(s));
   }
   process.stdout.write(
-    `smartcopy agent listening on ${listener.address} over ${quic ? 'QUIC' : 'TCP'} (port ${listener.port}), root ${agent.jail.root}${token ? ', token required' : ''}${a['read-only'] ? ', read-only' : ''}${identity}\n`,
+    `smartcopy agent listening on ${listener.address} over ${quic ? 'QUIC' : wt ? 'WebTransport' : 'TCP'} (port ${listener.port}), root ${agent.jail.root}${token ? ', token required' : ''}${a['read-only'] ? ', read-only' : ''}${identity}\n`,
   );
   await new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     signal.addEventListener('abort', () => resolve(), { once: true });
   });
+  clearTimeout(renewal);
   log('stopping: discarding unfinished files');
   await listener.close({ abortStreams: false });
   await agent.close();

@@ -44,7 +44,8 @@ export const COPY_OPTIONS = {
   'ssh-port': { type: 'number', describe: 'SSH: port (overrides ~/.ssh/config)' },
   'ssh-cipher': { type: 'string', choices: SSH_CIPHERS as unknown as string[], describe: 'SSH: cipher (default: aes128-gcm@openssh.com first, like a fast OpenSSH setup)' },
   'accept-new-host-key': { type: 'boolean', describe: 'SSH: trust and record the host key of a host not yet in known_hosts (a changed key is always refused)' },
-  'quic-fingerprint': { type: 'string', describe: 'QUIC: the agent certificate fingerprint to require (SHA256:... as the agent prints it); without it, the first one seen is recorded in ~/.smartcopy/known_agents' },
+  'quic-fingerprint': { type: 'string', describe: 'QUIC/WebTransport: the agent fingerprint to require (SHA256:... as the agent prints it); without it, the first one seen is recorded in ~/.smartcopy/known_agents' },
+  webtransport: { type: 'boolean', describe: 'https://host[:port]/path operands are WebTransport agents (like wt://): the variant that passes firewalls dropping UDP' },
   'quic-payload': { type: 'number', describe: 'QUIC: UDP payload bytes per datagram, 1200-16383 (default 1350; larger only on jumbo-frame networks or loopback, see README)' },
   'control-master': { type: 'boolean', describe: 'SSH: accepted for OpenSSH users; smartcopy always multiplexes its streams over one SSH connection per host' },
 } as const;
@@ -88,6 +89,7 @@ export interface ParsedCopyArgs {
   'accept-new-host-key'?: boolean;
   'control-master'?: boolean;
   'quic-fingerprint'?: string;
+  webtransport?: boolean;
   'quic-payload'?: number;
 }
 
@@ -228,6 +230,7 @@ export function resolveConfig(a: ParsedCopyArgs, rawArgv: readonly string[]): Co
     sshPort: sshPortOf(a['ssh-port']),
     sshCipher: a['ssh-cipher'] as SshCipher | undefined,
     acceptNewHostKey: a['accept-new-host-key'] ?? false,
+    webtransport: a.webtransport ?? false,
     quicFingerprint: a['quic-fingerprint'] === undefined ? undefined : normalizeFingerprint(a['quic-fingerprint']),
     quicPayload: a['quic-payload'],
   });

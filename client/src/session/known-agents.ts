@@ -14,8 +14,9 @@ export function knownAgentsFile(): string {
  * later its certificate must have the recorded fingerprint, and a different one is refused the
  * way OpenSSH refuses a changed host key.
  */
-export function trustOnFirstUse(file: string, notice: (line: string) => void): VerifyPeer {
-  return (peer: QuicPeerIdentity) => {
+export function trustOnFirstUse(file: string, notice: (line: string) => void, keyOf: (peer: QuicPeerIdentity) => { address: string; fingerprint: string } = (p) => p): VerifyPeer {
+  return (seen: QuicPeerIdentity) => {
+    const peer = keyOf(seen);
     let text = '';
     try {
       text = fs.readFileSync(file, 'utf8');
