@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // smartcopy benchmark: local copies (smartcopy vs cp -a vs rsync -a), pushes over loopback
 // TCP (smartcopy agent vs rsync daemon), delta pushes of an edited file onto its original
-// (smartcopy --delta vs rsync --no-whole-file), and the same pushes over SSH to a private
-// loopback sshd (smartcopy --use-agent / SFTP vs rsync -e ssh vs scp) in one run, same machine,
-// same datasets. Usage and how to read the output: test/bench/README.md (or --help).
+// (smartcopy --delta vs rsync --no-whole-file), the same pushes over SSH to a private
+// loopback sshd (smartcopy --use-agent / SFTP vs rsync -e ssh vs scp), smartcopy's own QUIC
+// push at two datagram sizes vs its TCP push, and a fan-out to 8 agents vs 8 single pushes, in
+// one run, same machine, same datasets. Usage and how to read the output: test/bench/README.md
+// (or --help).
 import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -34,8 +37,14 @@ const USAGE = `Usage: npm run bench -- [options]        (or: node test/bench/run
                    smartcopy, rsyncd; delta, ids delta/CASE/TOOL with cases overwrite,
                    insert, delete and tools smartcopy, rsyncd; ssh with tools smartcopy
                    (--use-agent), smartcopy-sftp (mixed only), rsync-ssh, scp (full only);
-                   ssh-delta, ids ssh-delta/CASE/TOOL, tools smartcopy, rsync-ssh.
+                   ssh-delta, ids ssh-delta/CASE/TOOL, tools smartcopy, rsync-ssh;
+                   quic, ids quic/file1g/TOOL and quic/full/mixed/TOOL, tools
+                   smartcopy-quic-1452, smartcopy-quic-16k, smartcopy-tcp; fanout, ids
+                   fanout/full/mixed/TOOL, tools smartcopy-fanout (one run to 8 agents),
+                   smartcopy-seq (8 single pushes, one after another).
                    'delta/' matches both delta groups, '^delta/' the TCP one)
+  --fanout-scale S scale of the fan-out group's mixed dataset (default: --scale, at most
+                   0.5: the 8 copies it writes at once must fit the tmpfs)
   --data DIR       dataset directory (default ${SCBENCH}/data at scale 1, else
                    ${SCBENCH}/data-s<scale>, so a small run keeps the big datasets)
   --no-tmpfs       keep destinations on the disk under ${DSTROOT} (default: a tmpfs
@@ -63,6 +72,7 @@ try {
       warmup: { type: 'string', default: '1' },
       only: { type: 'string', default: '.' },
       data: { type: 'string' },
+      'fanout-scale': { type: 'string' },
       'no-tmpfs': { type: 'boolean', default: false },
       smartcopy: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -93,7 +103,20 @@ try {
 }
 // make-dataset.sh rebuilds a tree whose scale differs: one directory per scale by default, so a
 // smoke test does not throw away the (slow to build) scale-1 datasets
-const DATA = path.resolve(args.data ?? path.join(SCBENCH, SCALE === '1' ? 'data' : `data-s${SCALE}`));
+const dataDirFor = (scale) => path.join(SCBENCH, scale === '1' ? 'data' : `data-s${scale}`);
+const DATA = path.resolve(args.data ?? dataDirFor(SCALE));
+// The fan-out group keeps 8 copies of its dataset on the destination at once (13.6 GB at scale
+// 1, a ~17 GB tmpfs): by default it runs at no more than half scale, in its own directory when
+// that differs from --scale.
+let fanoutScaleNum = Math.min(scaleNum, 0.5);
+if (args['fanout-scale'] !== undefined) {
+  fanoutScaleNum = Number(args['fanout-scale']);
+  if (!(fanoutScaleNum > 0) || !Number.isFinite(fanoutScaleNum))
+    usageError(`--fanout-scale must be a positive number, got '${args['fanout-scale']}'`);
+}
+const FANOUT_SCALE = String(fanoutScaleNum);
+const FANOUT_DATA =
+  FANOUT_SCALE === SCALE ? DATA : path.resolve(args.data ? `${DATA}-s${FANOUT_SCALE}` : dataDirFor(FANOUT_SCALE));
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -249,9 +272,13 @@ async function warmCache(root, entries) {
 let currentChild = null;
 let mountedTmpfs = null;
 const scratchDirs = new Set();
+/** The QUIC agents' HOMEs (their certificates): removed at exit, tmpfs or not. */
+const tempDirs = new Set();
 /**
- * Long-running servers: of the TCP and delta groups by tool ({ name, pid, child, port, out,
- * err, ready | failed }), and `sshd` for the SSH groups (see sshd.mjs; it brings its own stop()).
+ * Long-running servers: of the TCP, delta and QUIC groups by tool ({ name, pid, child, port, out,
+ * err, ready | failed; a QUIC agent also env and fingerprint }; `smartcopy-tcp` is the same
+ * object as `smartcopy`), the fan-out agents as `fanout-N` (also with root), and `sshd` for the
+ * SSH groups (see sshd.mjs; it brings its own stop()).
  */
 const servers = {};
 
@@ -262,7 +289,7 @@ const servers = {};
  * included: the growth of this process's reaped-children counters across the run (nothing else
  * of ours exits meanwhile; the servers of the TCP group keep running).
  */
-function runTimed(argv, stderrFile) {
+function runTimed(argv, stderrFile, env = undefined) {
   return new Promise((resolve) => {
     const errFd = fs.openSync(stderrFile, 'w');
     let settled = false;
@@ -275,7 +302,7 @@ function runTimed(argv, stderrFile) {
     };
     const cpu0 = procCpu(process.pid)?.children;
     const t0 = process.hrtime.bigint();
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', errFd] });
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', errFd], env: env ?? process.env });
     currentChild = child;
     child.on('error', (err) => done({ ok: false, error: err.message }));
     child.on('exit', (code, signal) => {
@@ -290,9 +317,9 @@ function runTimed(argv, stderrFile) {
  * Run a command to completion, keeping at most the first `limit` characters of each output
  * stream, and the last `limit` of stdout in `stdoutTail` (where a --json summary ends up).
  */
-function capture(argv, limit = 1 << 16) {
+function capture(argv, limit = 1 << 16, env = undefined) {
   return new Promise((resolve) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
     currentChild = child;
     const out = { stdout: '', stdoutTail: '', stderr: '', stdoutLines: 0 };
     child.stdout.setEncoding('utf8');
@@ -345,6 +372,7 @@ function cleanup() {
   } else {
     for (const d of scratchDirs) fs.rmSync(d, { recursive: true, force: true });
   }
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
 }
 /**
  * SIGTERM, then SIGKILL after 3 s. Synchronous (it also runs from the 'exit' handler, where no
@@ -495,11 +523,49 @@ const TOOLS = {
       full: (s, d) => ['scp', '-F', sshConfigFile(), '-c', BENCH_CIPHER, '-r', '-p', s, d],
     },
   },
+  // QUIC group: d is quic://127.0.0.1:PORT/REL on this datagram size's own agent, whose
+  // certificate is pinned with the fingerprint from its ready line (nothing trusted on first use)
+  ...Object.fromEntries(
+    Object.entries({ 'smartcopy-quic-1452': 1452, 'smartcopy-quic-16k': 16383 }).map(([tool, payload]) => [
+      tool,
+      {
+        label: `smartcopy QUIC ${payload} B`,
+        available: smartcopy.available,
+        reason: smartcopy.reason,
+        quicPayload: payload,
+        full: (s, d) => [...smartcopy.argv, s, d, '--quic-payload', String(payload), '--quic-fingerprint', servers[tool].fingerprint],
+      },
+    ]),
+  ),
+  // the QUIC group's baseline: the TCP group's agent and command, default --streams
+  'smartcopy-tcp': {
+    label: 'smartcopy TCP',
+    available: smartcopy.available,
+    reason: smartcopy.reason,
+    full: (s, d) => [...smartcopy.argv, s, d],
+  },
+  // fan-out group: one run to all FANOUT_NODES agents, and one single push per agent after
+  // another (runFanoutScenario builds both commands)
+  'smartcopy-fanout': {
+    label: 'smartcopy fan-out',
+    available: smartcopy.available,
+    reason: smartcopy.reason,
+  },
+  'smartcopy-seq': {
+    label: 'smartcopy one by one',
+    available: smartcopy.available,
+    reason: smartcopy.reason,
+  },
 };
+const isQuicTool = (tool) => TOOLS[tool].quicPayload !== undefined;
+/** Agents of the fan-out group, each with its own root under DSTROOT. */
+const FANOUT_NODES = 8;
 
 const isDelta = (sc) => sc.group === 'delta' || sc.group === 'ssh-delta';
 /** Groups whose rows push to this run's private sshd. */
 const overSsh = (sc) => sc.group === 'ssh' || sc.group === 'ssh-delta';
+/** Groups whose every full push goes to a new path on a long-running agent (see wipeFor). */
+const freshPathPerRun = (sc) => sc.group === 'tcp' || sc.group === 'quic';
 
 /** A row's command: SRC and the tool's operand for DST (a path, an agent or daemon URL, ALIAS:/path). */
 function toolArgv(sc, tool, src, target) {
@@ -619,18 +685,53 @@ const SCENARIOS = [
     tools: ['smartcopy', 'rsync-ssh'],
     goal: { peer: 'rsync-ssh', max: null },
   })),
+  // QUIC group (issue 6): smartcopy's own pushes, one QUIC agent per datagram size and the TCP
+  // agent. Its goals are rates of the QUIC rows, not ratios to a peer: `minMiBps` per tool.
+  ...[
+    ['file1g', 'quic/file1g', `one file of 1 GiB${SCALE === '1' ? '' : ` × scale ${SCALE}`}`],
+    ['mixed', undefined, 'mixed'],
+  ].map(([dataset, idBase, what]) => ({
+    group: 'quic',
+    kind: 'full',
+    dataset,
+    idBase,
+    title: `QUIC push over loopback at 1452 B and 16 KiB datagrams vs TCP: ${what} (destination wiped before every run)`,
+    tools: ['smartcopy-quic-1452', 'smartcopy-quic-16k', 'smartcopy-tcp'],
+    goal: { base: 'smartcopy-tcp', minMiBps: { 'smartcopy-quic-1452': 100, 'smartcopy-quic-16k': 500 } },
+  })),
+  // fan-out group (issue 6): mixed, at FANOUT_SCALE, to FANOUT_NODES TCP agents in one run vs
+  // as many single pushes one after another
+  {
+    group: 'fanout',
+    kind: 'full',
+    dataset: 'mixed',
+    dataDir: FANOUT_DATA,
+    scale: FANOUT_SCALE,
+    title:
+      `Fan-out over loopback TCP: mixed${FANOUT_SCALE === SCALE ? '' : ` at scale ${FANOUT_SCALE}`} to ${FANOUT_NODES} agents ` +
+      `in one run vs ${FANOUT_NODES} single pushes one after another (destinations wiped before every run)`,
+    tools: ['smartcopy-fanout', 'smartcopy-seq'],
+    goal: { me: 'smartcopy-fanout', peer: 'smartcopy-seq', max: 0.3 },
+  },
 ];
 
-// the delta groups have a single dataset: their ids leave it out (delta/insert/rsyncd)
-const rowId = (sc, tool) => (isDelta(sc) ? `${sc.group}/${sc.kind}/${tool}` : `${sc.group}/${sc.kind}/${sc.dataset}/${tool}`);
+// the delta groups have a single dataset: their ids leave it out (delta/insert/rsyncd); so does
+// the QUIC group's single file (quic/file1g/smartcopy-quic-16k)
+const rowId = (sc, tool) =>
+  sc.idBase ? `${sc.idBase}/${tool}` : isDelta(sc) ? `${sc.group}/${sc.kind}/${tool}` : `${sc.group}/${sc.kind}/${sc.dataset}/${tool}`;
 /** Groups whose rows push to this run's TCP servers (smartcopy agent, rsync daemon). */
 const overTcp = (sc) => sc.group === 'tcp' || sc.group === 'delta';
+/** Groups whose rows push to a server started by this run and measure its CPU (not SSH's). */
+const overAgent = (sc) => overTcp(sc) || sc.group === 'quic';
+/** dsInfo's key: the fan-out group may use mixed at another scale than the others. */
+const dataKeyOf = (sc) => ((sc.dataDir ?? DATA) === DATA ? sc.dataset : `${sc.dataset}@${sc.scale}`);
 for (const sc of SCENARIOS) sc.selected = sc.tools.filter((t) => ONLY.test(rowId(sc, t)));
 const active = SCENARIOS.filter((sc) => sc.selected.length > 0);
 if (active.length === 0)
   usageError(
     `--only '${args.only}' matches no row (ids look like local/full/mixed/smartcopy, tcp/resync/small/rsyncd, ` +
-      'delta/insert/smartcopy, ssh/full/mixed/rsync-ssh, ssh-delta/insert/smartcopy)',
+      'delta/insert/smartcopy, ssh/full/mixed/rsync-ssh, ssh-delta/insert/smartcopy, quic/file1g/smartcopy-quic-16k, ' +
+      'quic/full/mixed/smartcopy-tcp, fanout/full/mixed/smartcopy-seq)',
   );
 const tcpActive = active.some(overTcp);
 const sshActive = active.some(overSsh);
@@ -645,21 +746,89 @@ for (const t of missing) {
 // ---------------------------------------------------------------------------------------------
 // datasets, destination filesystem, machine
 
-const datasets = [...new Set(active.map((sc) => sc.dataset))];
-log(`== datasets ${datasets.join(', ')} at scale ${SCALE} in ${DATA}`);
-const mk = spawnSync(path.join(HERE, 'make-dataset.sh'), [DATA, SCALE], {
-  stdio: ['ignore', 'inherit', 'inherit'],
-  env: { ...process.env, DATASETS: datasets.join(' ') },
-});
-if (mk.status !== 0) {
-  log(`make-dataset.sh failed (${mk.error?.message ?? `exit ${mk.status}`})`);
-  process.exit(1);
+/** make-dataset.sh's fixed mtime of every dataset entry (2023-11-14 22:13:20 UTC). */
+const DATASET_MTIME = 1700000000;
+const SCRIPT_DATASETS = new Set(['mixed', 'small', 'delta']);
+
+/**
+ * DIR/file1g/file1g.bin, 1 GiB x scale: the bytes make-dataset.sh's `keystream file1g SIZE`
+ * would give (AES-128-CTR over zeros, key and IV the first 16 bytes of sha256 of
+ * "scbench-key-file1g" / "scbench-iv-file1g"), with its mode and mtimes and a marker
+ * DIR/.file1g.complete as its datasets have. Made here because the script builds only its three.
+ */
+async function makeFile1g(dir, scale) {
+  const root = path.join(dir, 'file1g');
+  const marker = path.join(dir, '.file1g.complete');
+  let done = '';
+  try {
+    done = fs.readFileSync(marker, 'utf8').trim();
+  } catch {
+    // not built yet
+  }
+  if (process.env.FORCE !== '1' && done === `scale=${scale}`) {
+    log(`file1g: up to date (${root})`);
+    return;
+  }
+  fs.rmSync(marker, { force: true });
+  fs.rmSync(root, { recursive: true, force: true });
+  fs.mkdirSync(root, { recursive: true, mode: 0o755 });
+  const size = Math.max(1, Math.floor(2 ** 30 * Number(scale)));
+  log(`file1g: building in ${root} (scale ${scale})`);
+  const half = (tag) => Buffer.from(crypto.createHash('sha256').update(tag).digest('hex').slice(0, 32), 'hex');
+  const cipher = crypto.createCipheriv('aes-128-ctr', half('scbench-key-file1g'), half('scbench-iv-file1g'));
+  const zeros = Buffer.alloc(1 << 20);
+  const file = path.join(root, 'file1g.bin');
+  const fh = await fsp.open(file, 'w', 0o644);
+  try {
+    for (let off = 0; off < size; off += zeros.length) {
+      const n = Math.min(zeros.length, size - off);
+      await fh.write(cipher.update(n === zeros.length ? zeros : zeros.subarray(0, n)));
+    }
+  } finally {
+    await fh.close();
+  }
+  fs.chmodSync(file, 0o644);
+  fs.chmodSync(root, 0o755);
+  fs.utimesSync(file, DATASET_MTIME, DATASET_MTIME);
+  fs.utimesSync(root, DATASET_MTIME, DATASET_MTIME);
+  fs.writeFileSync(marker, `scale=${scale}\n`);
+}
+
+// one build per data directory: the fan-out group's may be another scale's
+const builds = new Map();
+for (const sc of active) {
+  const dir = sc.dataDir ?? DATA;
+  if (!builds.has(dir)) builds.set(dir, { scale: sc.scale ?? SCALE, names: new Set() });
+  builds.get(dir).names.add(sc.dataset);
 }
 const dsInfo = {};
-for (const ds of datasets) {
-  const root = path.join(DATA, ds);
-  const entries = await walk(root);
-  dsInfo[ds] = { root, entries, ...treeStats(entries), footprint: tmpfsFootprint(entries) };
+for (const [dir, { scale, names }] of builds) {
+  log(`== datasets ${[...names].join(', ')} at scale ${scale} in ${dir}`);
+  const scripted = [...names].filter((n) => SCRIPT_DATASETS.has(n));
+  if (scripted.length) {
+    // its progress goes to stderr with ours: stdout is the report
+    const mk = spawnSync(path.join(HERE, 'make-dataset.sh'), [dir, scale], {
+      stdio: ['ignore', 2, 2],
+      env: { ...process.env, DATASETS: scripted.join(' ') },
+    });
+    if (mk.status !== 0) {
+      log(`make-dataset.sh failed (${mk.error?.message ?? `exit ${mk.status}`})`);
+      process.exit(1);
+    }
+  }
+  if (names.has('file1g')) {
+    try {
+      await makeFile1g(dir, scale);
+    } catch (err) {
+      log(`building file1g failed: ${err.message}`);
+      process.exit(1);
+    }
+  }
+  for (const ds of names) {
+    const root = path.join(dir, ds);
+    const entries = await walk(root);
+    dsInfo[dir === DATA ? ds : `${ds}@${scale}`] = { root, entries, ...treeStats(entries), footprint: tmpfsFootprint(entries) };
+  }
 }
 
 /** tmpfs bytes of the largest file of the delta dataset (the inserted one). */
@@ -680,8 +849,15 @@ if (isMountPoint(DSTROOT)) {
 } else {
   // every tool's last output is kept until verification, so one scenario needs a copy per tool
   // (a delta row holds one target.bin plus, while a run writes, the new version beside it)
+  // (a fan-out row writes FANOUT_NODES copies, deleted after each run: one row's at a time)
   const need = Math.max(
-    ...active.map((sc) => sc.selected.length * (isDelta(sc) ? 2 * deltaFileFootprint() : dsInfo[sc.dataset].footprint)),
+    ...active.map((sc) =>
+      isDelta(sc)
+        ? sc.selected.length * 2 * deltaFileFootprint()
+        : sc.group === 'fanout'
+          ? FANOUT_NODES * dsInfo[dataKeyOf(sc)].footprint
+          : sc.selected.length * dsInfo[dataKeyOf(sc)].footprint,
+    ),
   );
   const size = Math.ceil((need * 1.2 + (256 << 20)) / (1 << 20));
   const avail = Math.floor(os.freemem() / (1 << 20));
@@ -709,12 +885,12 @@ log(`destination: ${DSTROOT} on ${dstFs.type}: ${dstNote}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Spawn a server with stdout and stderr in files (nothing to drain); unref'd, cleanup() stops it. */
-function spawnServer(name, argv, stem) {
+function spawnServer(name, argv, stem, env = undefined) {
   const out = path.join(LOGDIR, `${stem}.stdout`);
   const err = path.join(LOGDIR, `${stem}.stderr`);
   const outFd = fs.openSync(out, 'w');
   const errFd = fs.openSync(err, 'w');
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', outFd, errFd] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', outFd, errFd], env: env ?? process.env });
   fs.closeSync(outFd);
   fs.closeSync(errFd);
   const srv = { name, argv, child, pid: child.pid, out, err, exited: null, spawnError: null };
@@ -726,18 +902,19 @@ function spawnServer(name, argv, stem) {
 
 const serverDied = (srv) => srv.spawnError ?? (srv.exited !== null ? `exited (${srv.exited})` : null);
 
-async function startAgent() {
-  const srv = spawnServer(
-    'smartcopy agent',
-    [...smartcopy.argv, 'agent', '--protocol', 'tcp', '--bind', '127.0.0.1', '--port', '0', '--root', DSTROOT],
-    'agent',
-  );
-  for (let i = 0; i < 300; i++) {
+/** `smartcopy agent AGENTARGS`, ready once its first line names its port. */
+async function startSmartcopyAgent(name, agentArgs, stem, env = undefined) {
+  const srv = spawnServer(name, [...smartcopy.argv, 'agent', ...agentArgs], stem, env);
+  // 30 s: eight agents start at once on two busy cores in the fan-out group
+  for (let i = 0; i < 600; i++) {
+    // a whole first line, so a QUIC agent's fingerprint at its end is complete
+    const text = fs.readFileSync(srv.out, 'utf8');
+    const line = text.includes('\n') ? text.slice(0, text.indexOf('\n')).trim() : '';
     // "(port N)", or "(tcp, port N)" since the agent also serves other protocols
-    const m = /\((?:[^()]*, )?port (\d+)\)/.exec(fs.readFileSync(srv.out, 'utf8'));
+    const m = /\((?:[^()]*, )?port (\d+)\)/.exec(line);
     if (m) {
       srv.port = Number(m[1]);
-      srv.ready = fs.readFileSync(srv.out, 'utf8').split('\n')[0].trim();
+      srv.ready = line;
       return srv;
     }
     const died = serverDied(srv);
@@ -747,8 +924,56 @@ async function startAgent() {
     }
     await sleep(50);
   }
-  srv.failed = `no ready line after 15 s: ${tailOf(srv.err)}`;
+  srv.failed = `no ready line after 30 s: ${tailOf(srv.err)}`;
   return srv;
+}
+
+const startAgent = () =>
+  startSmartcopyAgent('smartcopy agent', ['--protocol', 'tcp', '--bind', '127.0.0.1', '--port', '0', '--root', DSTROOT], 'agent');
+
+/**
+ * The QUIC group's agent for one datagram size, rooted at DSTROOT like the TCP one. Its HOME is
+ * a temp dir of its own, where it makes its certificate (the user's ~/.smartcopy is left alone,
+ * and two agents starting at once do not race for one file); the client runs with the same HOME
+ * and pins the fingerprint from the ready line.
+ */
+async function startQuicAgent(tool) {
+  const payload = TOOLS[tool].quicPayload;
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'scbench-quic-'));
+  tempDirs.add(home);
+  const env = { ...process.env, HOME: home };
+  const srv = await startSmartcopyAgent(
+    `smartcopy QUIC agent (${payload} B)`,
+    ['--protocol', 'quic', '--bind', '127.0.0.1', '--port', '0', '--root', DSTROOT, '--quic-payload', String(payload)],
+    `agent-quic-${payload}`,
+    env,
+  );
+  srv.env = env;
+  if (!srv.failed) {
+    const m = /certificate (SHA256:[A-Za-z0-9+/=]+)/.exec(srv.ready);
+    if (m) srv.fingerprint = m[1];
+    else srv.failed = `no certificate fingerprint in its ready line: ${srv.ready}`;
+  }
+  return srv;
+}
+
+/** The fan-out group's agents, started together, each rooted at its own DSTROOT/fanout-nodes/node-N. */
+async function startFanoutAgents() {
+  const base = path.join(DSTROOT, 'fanout-nodes');
+  scratchDirs.add(base);
+  return Promise.all(
+    Array.from({ length: FANOUT_NODES }, async (_, i) => {
+      const root = path.join(base, `node-${i + 1}`);
+      fs.mkdirSync(root, { recursive: true });
+      const srv = await startSmartcopyAgent(
+        `fan-out agent ${i + 1}`,
+        ['--protocol', 'tcp', '--bind', '127.0.0.1', '--port', '0', '--root', root],
+        `agent-fanout-${i + 1}`,
+      );
+      srv.root = root;
+      return srv;
+    }),
+  );
 }
 
 /** A free loopback port: bound and released again, so another process could take it first; retried. */
@@ -814,17 +1039,28 @@ async function startRsyncd() {
   return { name: 'rsync daemon', failed: lastError.trim() };
 }
 
-if (tcpActive) {
-  const needAgent = active.some((sc) => overTcp(sc) && sc.selected.includes('smartcopy') && smartcopy.available);
-  const needRsyncd = active.some((sc) => overTcp(sc) && sc.selected.includes('rsyncd')) && rsyncPath !== null;
-  if (needAgent) {
-    servers.smartcopy = await startAgent();
-    log(servers.smartcopy.failed ? `smartcopy agent failed to start: ${servers.smartcopy.failed}` : servers.smartcopy.ready);
-  }
-  if (needRsyncd) {
-    servers.rsyncd = await startRsyncd();
-    log(servers.rsyncd.failed ? `rsync daemon failed to start: ${servers.rsyncd.failed}` : `rsync daemon ${servers.rsyncd.ready}`);
-  }
+const selects = (group, tool) => active.some((sc) => sc.group === group && sc.selected.includes(tool));
+if (smartcopy.available && (active.some((sc) => overTcp(sc) && sc.selected.includes('smartcopy')) || selects('quic', 'smartcopy-tcp'))) {
+  servers.smartcopy = await startAgent();
+  log(servers.smartcopy.failed ? `smartcopy agent failed to start: ${servers.smartcopy.failed}` : servers.smartcopy.ready);
+  // the QUIC group's TCP row pushes to the same agent (stopServer stops it once)
+  servers['smartcopy-tcp'] = servers.smartcopy;
+}
+if (tcpActive && active.some((sc) => overTcp(sc) && sc.selected.includes('rsyncd')) && rsyncPath !== null) {
+  servers.rsyncd = await startRsyncd();
+  log(servers.rsyncd.failed ? `rsync daemon failed to start: ${servers.rsyncd.failed}` : `rsync daemon ${servers.rsyncd.ready}`);
+}
+for (const tool of ['smartcopy-quic-1452', 'smartcopy-quic-16k']) {
+  if (!smartcopy.available || !selects('quic', tool)) continue;
+  servers[tool] = await startQuicAgent(tool);
+  log(servers[tool].failed ? `${servers[tool].name} failed to start: ${servers[tool].failed}` : servers[tool].ready);
+}
+/** The fan-out group's agents (also in `servers` as fanout-N, so cleanup() stops them). */
+let fanoutNodes = [];
+if (smartcopy.available && active.some((sc) => sc.group === 'fanout')) {
+  fanoutNodes = await startFanoutAgents();
+  fanoutNodes.forEach((srv, i) => (servers[`fanout-${i + 1}`] = srv));
+  for (const srv of fanoutNodes) log(srv.failed ? `${srv.name} failed to start: ${srv.failed}` : srv.ready);
 }
 
 // The SSH groups' server: a private OpenSSH sshd (sshd.mjs), started after the tmpfs is mounted
@@ -857,6 +1093,10 @@ const machine = {
   smartcopy: smartcopy.available ? smartcopy.source : null,
   smartcopyRev: gitRev,
   agent: servers.smartcopy ? (servers.smartcopy.ready ?? `failed: ${servers.smartcopy.failed}`) : null,
+  quicAgents: ['smartcopy-quic-1452', 'smartcopy-quic-16k']
+    .filter((t) => servers[t])
+    .map((t) => servers[t].ready ?? `${servers[t].name} failed: ${servers[t].failed}`),
+  fanoutAgents: fanoutNodes.map((srv) => srv.ready ?? `${srv.name} failed: ${srv.failed}`),
   rsyncd: servers.rsyncd ? (servers.rsyncd.ready ?? `failed: ${servers.rsyncd.failed}`) : null,
   sshd: servers.sshd ? (servers.sshd.ready ?? `failed: ${servers.sshd.failed}`) : null,
   ssh: sshActive && sshPath ? firstLine(['ssh', '-V']) : null,
@@ -918,7 +1158,12 @@ async function verify(src, dst, srcEntries) {
 // ---------------------------------------------------------------------------------------------
 // measurement
 
-const results = { machine, args: { scale: SCALE, runs: RUNS, warmup: WARMUP, only: args.only, data: DATA }, scenarios: [], notes };
+const results = {
+  machine,
+  args: { scale: SCALE, runs: RUNS, warmup: WARMUP, only: args.only, data: DATA, fanoutScale: FANOUT_SCALE, fanoutData: FANOUT_DATA },
+  scenarios: [],
+  notes,
+};
 const stamp = machine.date.replace(/[:.]/g, '-');
 const resultsFile = path.join(SCBENCH, `results-${stamp}.json`);
 const saveResults = () => fs.writeFileSync(resultsFile, JSON.stringify(results, null, 2));
@@ -945,7 +1190,8 @@ function rowTarget(sc, tool, run) {
   // the far side outlives a run, so the same path can be wiped and reused, as locally
   if (overSsh(sc)) return { base, dst, target: `${servers.sshd?.alias}:${dst}` };
   const port = servers[tool]?.port;
-  if (tool === 'smartcopy') return { base, dst, target: `127.0.0.1:${port}:/${rel}` };
+  if (isQuicTool(tool)) return { base, dst, target: `quic://127.0.0.1:${port}/${rel}` };
+  if (tool === 'smartcopy' || tool === 'smartcopy-tcp') return { base, dst, target: `127.0.0.1:${port}:/${rel}` };
   return { base, dst, target: `rsync://127.0.0.1:${port}/${RSYNCD_MODULE}/${rel}` };
 }
 
@@ -957,7 +1203,7 @@ function rowTarget(sc, tool, run) {
  * deleted behind its back.
  */
 function wipeFor(sc, r, ds) {
-  if (sc.group !== 'tcp') {
+  if (!freshPathPerRun(sc)) {
     wipe(r.dst);
     return;
   }
@@ -969,12 +1215,12 @@ function wipeFor(sc, r, ds) {
   wipe(r.dst);
 }
 
-/** The server a row's tool talks to: its own over TCP, the shared sshd over SSH, none locally. */
-const serverOf = (sc, tool) => (overSsh(sc) ? servers.sshd : overTcp(sc) ? servers[tool] : null);
+/** The server a row's tool talks to: its own over TCP and QUIC, the shared sshd over SSH, none locally. */
+const serverOf = (sc, tool) => (overSsh(sc) ? servers.sshd : overAgent(sc) ? servers[tool] : null);
 
-/** Why a row's server cannot serve it (TCP and SSH groups), or null. */
+/** Why a row's server cannot serve it (TCP, QUIC and SSH groups), or null. */
 function serverProblem(sc, tool) {
-  if (!overTcp(sc) && !overSsh(sc)) return null;
+  if (!overAgent(sc) && !overSsh(sc)) return null;
   const srv = serverOf(sc, tool);
   if (!srv) return `no server for ${tool}`;
   if (srv.failed) return `${srv.name} did not start: ${srv.failed}`;
@@ -1039,7 +1285,7 @@ function limitsNote(sc) {
 }
 
 async function runScenario(sc) {
-  const ds = dsInfo[sc.dataset];
+  const ds = dsInfo[dataKeyOf(sc)];
   const tag = `${sc.group}/${sc.kind}/${sc.dataset}`;
   const tcp = sc.group === 'tcp';
   // a server on the other end whose CPU is measured: the TCP and SSH groups
@@ -1061,6 +1307,8 @@ async function runScenario(sc) {
       warmupTimes: [],
       cpu: [],
       serverCpu: remote ? [] : undefined,
+      // a QUIC client runs with its agent's HOME (see startQuicAgent)
+      env: serverOf(sc, tool)?.env,
       ...runSpan(sc, tool),
     };
   });
@@ -1076,7 +1324,7 @@ async function runScenario(sc) {
     // bring each destination up to date with the tool itself (untimed), as a user would
     for (const r of live()) {
       wipe(r.dst);
-      const res = await runTimed(r.argv, path.join(LOGDIR, `${logName(r)}.setup.stderr`));
+      const res = await runTimed(r.argv, path.join(LOGDIR, `${logName(r)}.setup.stderr`), r.env);
       if (!res.ok) {
         r.status = 'FAILED';
         r.error = `setup run: ${res.error ?? `exit ${res.code ?? res.signal}`} ${tailOf(path.join(LOGDIR, `${logName(r)}.setup.stderr`))}`.trim();
@@ -1104,7 +1352,7 @@ async function runScenario(sc) {
       const srv = serverOf(sc, r.tool);
       const srvCpu0 = srv ? await serverCpuNow(srv) : null;
       const errFile = path.join(LOGDIR, `${logName(r)}.stderr`);
-      const res = await runTimed(r.argv, errFile);
+      const res = await runTimed(r.argv, errFile, r.env);
       if (!res.ok) {
         r.status = 'FAILED';
         r.error = `${res.error ?? `exit ${res.code ?? res.signal}`}: ${tailOf(errFile)}`.trim();
@@ -1133,6 +1381,7 @@ async function runScenario(sc) {
     r.min = Math.min(...r.times);
     r.max = Math.max(...r.times);
     r.MBps = ds.bytes / r.median / 1e6;
+    r.MiBps = ds.bytes / r.median / 2 ** 20;
     r.filesPerS = ds.files / r.median;
     r.cpuMedian = medianOrNull(r.cpu);
     if (remote) r.serverCpuMedian = medianOrNull(r.serverCpu);
@@ -1177,9 +1426,10 @@ async function runScenario(sc) {
     load1After: +loadAfter.toFixed(2),
     goal: sc.goal,
     limits: sc.limits,
-    rows: rows.map(({ dst, base, seq, firstRound, endRound, ...r }) => r),
+    rows: rows.map(({ dst, base, seq, firstRound, endRound, env, ...r }) => r),
   };
   out.goalResult = judge(out);
+  if (sc.goal.minMiBps) out.rowGoals = judgeRates(out);
   results.scenarios.push(out);
   saveResults();
   return out;
@@ -1405,10 +1655,13 @@ async function runMatcher() {
   return res;
 }
 
-/** The time goal's verdict; null for a scenario without one (`max: null`). */
+/**
+ * The time goal's verdict; null for a scenario without one (`max: null`, or the QUIC group's
+ * rates). The judged row is smartcopy's, or `goal.me` (the fan-out row).
+ */
 function judge(sc) {
   if (sc.goal.max == null) return null;
-  const me = sc.rows.find((r) => r.tool === 'smartcopy');
+  const me = sc.rows.find((r) => r.tool === (sc.goal.me ?? 'smartcopy'));
   const peer = sc.rows.find((r) => r.tool === sc.goal.peer);
   const text = `≤ ${String(sc.goal.max.toFixed(2)).replace(/0$/, '')}× ${TOOLS[sc.goal.peer].label}`;
   if (!me || !peer) return { text, verdict: 'n/a', why: 'not selected' };
@@ -1418,6 +1671,205 @@ function judge(sc) {
   const ratio = me.median / peer.median;
   if (me.verify.status !== 'ok') return { text, verdict: 'MISSED', ratio, why: `verify ${me.verify.status}` };
   return { text, verdict: ratio <= sc.goal.max ? 'MET' : 'MISSED', ratio };
+}
+
+/** The QUIC group's goals: each QUIC row's MiB/s of data (median run) against its floor. */
+function judgeRates(sc) {
+  return Object.entries(sc.goal.minMiBps).map(([tool, min]) => {
+    const text = `≥ ${min} MiB/s`;
+    const r = sc.rows.find((x) => x.tool === tool);
+    if (!r) return { tool, text, verdict: 'n/a', why: 'not selected' };
+    if (r.status === 'skipped') return { tool, text, verdict: 'n/a', why: 'smartcopy not available' };
+    if (r.status !== 'ok') return { tool, text, verdict: 'MISSED', why: 'failed' };
+    if (r.verify.status !== 'ok') return { tool, text, verdict: 'MISSED', rate: r.MiBps, why: `verify ${r.verify.status}` };
+    return { tool, text, verdict: r.MiBps >= min ? 'MET' : 'MISSED', rate: r.MiBps };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// the fan-out group: one source to FANOUT_NODES TCP agents on loopback, in one smartcopy run or
+// in as many single pushes one after another
+
+/** Why the fan-out agents cannot serve a run, or null. */
+function fanoutProblem() {
+  if (fanoutNodes.length === 0) return 'no fan-out agents';
+  for (const srv of fanoutNodes) {
+    if (srv.failed) return `${srv.name} did not start: ${srv.failed}`;
+    const died = serverDied(srv);
+    if (died || !procAlive(srv.pid)) return `${srv.name} ${died ?? 'is gone'}; see ${srv.err}`;
+  }
+  return null;
+}
+
+/** All the fan-out agents' CPU seconds so far; null when one is gone. */
+async function fanoutCpuNow() {
+  let sum = 0;
+  for (const srv of fanoutNodes) {
+    const c = await serverCpuNow(srv);
+    if (c == null) return null;
+    sum += c;
+  }
+  return sum;
+}
+
+/** verify() of every node's copy; `status` is ok only when all are, else the bad nodes by status. */
+async function verifyNodes(src, entries, dsts) {
+  const nodes = [];
+  for (const [i, dst] of dsts.entries()) nodes.push({ node: i + 1, ...(await verify(src, dst, entries)) });
+  const byStatus = new Map();
+  for (const n of nodes.filter((x) => x.status !== 'ok')) byStatus.set(n.status, [...(byStatus.get(n.status) ?? []), n.node]);
+  const status = byStatus.size
+    ? [...byStatus].map(([st, ns]) => `${st} on node${ns.length > 1 ? 's' : ''} ${ns.join(',')}`).join('; ')
+    : 'ok';
+  return { status, nodes };
+}
+
+async function runFanoutScenario(sc) {
+  const ds = dsInfo[dataKeyOf(sc)];
+  const tag = `${sc.group}/${sc.kind}/${sc.dataset}`;
+  const problem0 = smartcopy.available ? fanoutProblem() : null;
+  const rows = sc.selected.map((tool) => ({
+    id: rowId(sc, tool),
+    tool,
+    label: TOOLS[tool].label,
+    argvs: null,
+    status: !TOOLS[tool].available ? 'skipped' : problem0 ? 'FAILED' : 'ok',
+    error: !TOOLS[tool].available ? TOOLS[tool].reason : (problem0 ?? undefined),
+    times: [],
+    warmupTimes: [],
+    cpu: [],
+    serverCpu: [],
+    seq: 0,
+    ...runSpan(sc, tool),
+  }));
+  const live = () => rows.filter((r) => r.status === 'ok');
+  const logName = (r) => r.id.replaceAll('/', '.');
+
+  /**
+   * A row's next run: on every node a path never used before (as wipeFor does for the TCP
+   * group: the agents cache directories they have checked), and the commands that fill them.
+   */
+  const nextRun = (r) => {
+    r.seq++;
+    const rel = `fanout-${r.tool}/${r.seq}/${sc.dataset}`;
+    const dsts = fanoutNodes.map((n) => path.join(n.root, rel));
+    for (const d of dsts) fs.mkdirSync(path.dirname(d), { recursive: true });
+    spawnSync('sync');
+    const targets = fanoutNodes.map((n) => `127.0.0.1:${n.port}:/${rel}`);
+    r.argvs =
+      r.tool === 'smartcopy-fanout'
+        ? [[...smartcopy.argv, ds.root, ...targets]]
+        : targets.map((t) => [...smartcopy.argv, ds.root, t]);
+    return dsts;
+  };
+  // Each run's copies go as soon as it is timed (and, the last time, verified): only one run's
+  // FANOUT_NODES copies are ever on the destination, which is what the tmpfs is sized for.
+  const clear = (r) => {
+    for (const n of fanoutNodes) fs.rmSync(path.join(n.root, `fanout-${r.tool}`), { recursive: true, force: true });
+    spawnSync('sync');
+  };
+
+  log(`== ${tag}: ${ds.files} files, ${fmtBytes(ds.bytes)} to each of ${FANOUT_NODES} agents; warming the page cache`);
+  await warmCache(ds.root, ds.entries);
+  const loadBefore = os.loadavg()[0];
+
+  const total = WARMUP + RUNS;
+  for (let round = 0; round < total; round++) {
+    const order = live();
+    for (let i = 0; i < order.length; i++) {
+      const r = order[(i + round) % order.length];
+      if (r.status !== 'ok' || round < r.firstRound || round >= r.endRound) continue;
+      const problem = fanoutProblem();
+      if (problem) {
+        r.status = 'FAILED';
+        r.error = problem;
+        log(`   ${r.label}: FAILED (${r.error})`);
+        continue;
+      }
+      const dsts = nextRun(r);
+      const srvCpu0 = await fanoutCpuNow();
+      // the one-by-one row is timed as one: the sum of its pushes' times and CPU
+      let seconds = 0;
+      let cpu = 0;
+      let failed = null;
+      for (const [k, argv] of r.argvs.entries()) {
+        const single = r.argvs.length > 1;
+        const errFile = path.join(LOGDIR, `${logName(r)}${single ? `.node-${k + 1}` : ''}.stderr`);
+        const res = await runTimed(argv, errFile);
+        if (!res.ok) {
+          failed = `${single ? `push to node ${k + 1}: ` : ''}${res.error ?? `exit ${res.code ?? res.signal}`}: ${tailOf(errFile)}`.trim();
+          break;
+        }
+        seconds += res.seconds;
+        cpu = cpu == null || res.cpu == null ? null : cpu + res.cpu;
+      }
+      if (failed) {
+        r.status = 'FAILED';
+        r.error = failed;
+        log(`   ${r.label}: FAILED (${r.error})`);
+        clear(r);
+        continue;
+      }
+      if (round < WARMUP) r.warmupTimes.push(seconds);
+      else {
+        r.times.push(seconds);
+        r.cpu.push(cpu);
+        const srvCpu1 = await fanoutCpuNow();
+        r.serverCpu.push(srvCpu0 != null && srvCpu1 != null ? srvCpu1 - srvCpu0 : null);
+      }
+      if (round === r.endRound - 1) {
+        log(`   verifying ${r.label} on ${dsts.length} nodes`);
+        r.verify = await verifyNodes(ds.root, ds.entries, dsts);
+      }
+      clear(r);
+    }
+    log(`   round ${round + 1}/${total}${round < WARMUP ? ' (warm-up)' : ''} done`);
+  }
+  const loadAfter = os.loadavg()[0];
+
+  const medianOrNull = (xs) => (xs.length && xs.every((x) => x != null) ? median(xs) : null);
+  for (const r of rows) {
+    if (r.status !== 'ok') continue;
+    r.median = median(r.times);
+    r.min = Math.min(...r.times);
+    r.max = Math.max(...r.times);
+    r.MiBps = ds.bytes / r.median / 2 ** 20;
+    r.allMiBps = (FANOUT_NODES * ds.bytes) / r.median / 2 ** 20;
+    r.cpuMedian = medianOrNull(r.cpu);
+    r.serverCpuMedian = medianOrNull(r.serverCpu);
+  }
+
+  // one more, untimed fan-out run with --json: its per-node results and how often the source
+  // was read (the block cache's counters)
+  const fan = rows.find((r) => r.tool === 'smartcopy-fanout' && r.status === 'ok');
+  if (fan) {
+    log(`   one more ${fan.label} run with --json`);
+    nextRun(fan);
+    const c = await capture([...fan.argvs[0], '--json']);
+    fan.summary = summaryOf(c);
+    if (!fan.summary) fan.summaryError = `no summary event from --json (exit ${c.code}) ${c.stderr.trim().slice(0, 200)}`;
+    clear(fan);
+  }
+
+  const out = {
+    group: sc.group,
+    kind: sc.kind,
+    dataset: sc.dataset,
+    scale: sc.scale,
+    title: sc.title,
+    bytes: ds.bytes,
+    files: ds.files,
+    entryCount: ds.entryCount,
+    nodes: FANOUT_NODES,
+    load1Before: +loadBefore.toFixed(2),
+    load1After: +loadAfter.toFixed(2),
+    goal: sc.goal,
+    rows: rows.map(({ seq, firstRound, endRound, ...r }) => r),
+  };
+  out.goalResult = judge(out);
+  results.scenarios.push(out);
+  saveResults();
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1453,21 +1905,115 @@ function table(sc) {
   }
   const details = [];
   for (const r of sc.rows) {
-    if (r.error) details.push(`- ${r.label}: ${r.status}: ${r.error}`);
-    if (r.verify && r.verify.status !== 'ok') {
-      const v = r.verify;
-      if (v.content.status === 'differ') details.push(`- ${r.label}: content differs: ${v.content.sample.join('; ')}`);
-      if (v.content.status === 'error') details.push(`- ${r.label}: ${v.status === 'NO-OUTPUT' ? 'no destination' : 'diff failed'}: ${v.content.error}`);
-      const sample = v.meta.sample.slice(0, 5).map((m) => `${m.path} ${m.what}${m.src !== undefined ? ` ${m.src}→${m.dst}` : ''}`);
-      if (v.meta.count) details.push(`- ${r.label}: ${v.meta.count} metadata mismatches, e.g. ${sample.join('; ')}`);
-      if (v.meta.error) details.push(`- ${r.label}: ${v.meta.error}`);
-    }
+    details.push(...problemLines(r));
     if (r.summary)
       details.push(`- smartcopy --json summary of one more ${sc.kind === 'resync' ? 'no-change ' : ''}run: \`${JSON.stringify(r.summary)}\``);
     if (r.summaryError) details.push(`- smartcopy --json: ${r.summaryError}`);
     if (r.wireError) details.push(`- ${r.label}: ${r.wireError}`);
   }
   if (sc.group === 'tcp') details.push(`- bytes on the wire (one more run each): ${wireLine(sc)}`);
+  if (details.length) lines.push('', ...details);
+  return lines.join('\n');
+}
+
+/** Error and verification lines under a table, for rows checked with verify(). */
+function problemLines(r) {
+  const lines = [];
+  if (r.error) lines.push(`- ${r.label}: ${r.status}: ${r.error}`);
+  const v = r.verify;
+  if (v && v.status !== 'ok') {
+    if (v.content.status === 'differ') lines.push(`- ${r.label}: content differs: ${v.content.sample.join('; ')}`);
+    if (v.content.status === 'error') lines.push(`- ${r.label}: ${v.status === 'NO-OUTPUT' ? 'no destination' : 'diff failed'}: ${v.content.error}`);
+    const sample = v.meta.sample.slice(0, 5).map((m) => `${m.path} ${m.what}${m.src !== undefined ? ` ${m.src}→${m.dst}` : ''}`);
+    if (v.meta.count) lines.push(`- ${r.label}: ${v.meta.count} metadata mismatches, e.g. ${sample.join('; ')}`);
+    if (v.meta.error) lines.push(`- ${r.label}: ${v.meta.error}`);
+  }
+  return lines;
+}
+
+function rateGoalCell(g) {
+  if (!g) return '';
+  const detail = [g.rate !== undefined ? `${fmtRate(g.rate)} MiB/s` : null, g.why].filter(Boolean).join(', ');
+  return `${g.text}: **${g.verdict}**${detail ? ` (${detail})` : ''}`;
+}
+
+/** The QUIC group: every row is smartcopy; time ÷ the TCP row's, and MiB/s against the goals. */
+function quicTable(sc) {
+  const base = sc.rows.find((r) => r.tool === sc.goal.base && r.status === 'ok');
+  const lines = [
+    `### ${sc.title}`,
+    '',
+    `${sc.files} file${sc.files > 1 ? 's' : ''}, ${fmtBytes(sc.bytes)} (${(sc.bytes / 2 ** 20).toFixed(0)} MiB); ` +
+      `${RUNS} timed run${RUNS > 1 ? 's' : ''} per row after ${WARMUP} warm-up; load ${sc.load1Before} → ${sc.load1After}`,
+    '',
+    '| tool | datagram | median s | min s | max s | MiB/s | client cpu s | server cpu s | time ÷ TCP | verify | goal |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+  ];
+  for (const r of sc.rows) {
+    const payload = TOOLS[r.tool].quicPayload;
+    const dgram = payload ? `${payload} B` : 'TCP';
+    const goal = rateGoalCell(sc.rowGoals?.find((g) => g.tool === r.tool));
+    if (r.status !== 'ok') {
+      lines.push(`| ${r.label} | ${dgram} | — | — | — | — | — | — | — | ${r.status} | ${goal} |`);
+      continue;
+    }
+    const ratio = r.tool === sc.goal.base ? '—' : base ? `${(r.median / base.median).toFixed(2)}×` : '—';
+    lines.push(
+      `| ${r.label} | ${dgram} | ${fmtS(r.median)} | ${fmtS(r.min)} | ${fmtS(r.max)} | ${fmtRate(r.MiBps)} | ` +
+        `${fmtCpu(r.cpuMedian)} | ${fmtCpu(r.serverCpuMedian)} | ${ratio} | ${r.verify.status} | ${goal} |`,
+    );
+  }
+  const details = sc.rows.flatMap(problemLines);
+  if (details.length) lines.push('', ...details);
+  return lines.join('\n');
+}
+
+/** The fan-out group: the fan-out row and the one-by-one row, each over all nodes. */
+function fanoutTable(sc) {
+  const me = sc.rows.find((r) => r.tool === sc.goal.me && r.status === 'ok');
+  const lines = [
+    `### ${sc.title}`,
+    '',
+    `${sc.files} files, ${fmtBytes(sc.bytes)} to each of ${sc.nodes} agents (${fmtBytes(sc.nodes * sc.bytes)} in all); ` +
+      `${RUNS} timed run${RUNS > 1 ? 's' : ''} per row after ${WARMUP} warm-up; load ${sc.load1Before} → ${sc.load1After}`,
+    '',
+    '| tool | median s | min s | max s | MiB/s per node | MiB/s all nodes | client cpu s | agents cpu s | fan-out ÷ tool | verify | goal |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+  ];
+  for (const r of sc.rows) {
+    const goal = r.tool === sc.goal.me ? goalCell(sc) : '';
+    if (r.status !== 'ok') {
+      lines.push(`| ${r.label} | — | — | — | — | — | — | — | — | ${r.status} | ${goal} |`);
+      continue;
+    }
+    const ratio = r.tool === sc.goal.me ? '—' : me ? `${(me.median / r.median).toFixed(2)}×` : '—';
+    lines.push(
+      `| ${r.label} | ${fmtS(r.median)} | ${fmtS(r.min)} | ${fmtS(r.max)} | ${fmtRate(r.MiBps)} | ${fmtRate(r.allMiBps)} | ` +
+        `${fmtCpu(r.cpuMedian)} | ${fmtCpu(r.serverCpuMedian)} | ${ratio} | ${r.verify.status} | ${goal} |`,
+    );
+  }
+  const details = [];
+  for (const r of sc.rows) {
+    if (r.error) details.push(`- ${r.label}: ${r.status}: ${r.error}`);
+    for (const n of r.verify?.nodes ?? []) {
+      if (n.status === 'ok') continue;
+      details.push(...problemLines({ label: `${r.label}, node ${n.node}`, verify: n }));
+    }
+    const s = r.summary;
+    if (s) {
+      const c = s.cache ?? {};
+      const nodes = s.nodes ?? [];
+      const secs = nodes.map((n) => n.seconds).filter((x) => typeof x === 'number');
+      details.push(
+        `- ${r.label}, one more run with --json: ${nodes.filter((n) => n.ok).length} of ${nodes.length} nodes ok; source ` +
+          `${fmtBytes(c.bytesRead ?? 0)} read from disk for ${fmtBytes(c.bytesServed ?? 0)} sent ` +
+          `(${c.bytesRead ? (c.bytesServed / c.bytesRead).toFixed(2) : '—'}×), ${c.reReads ?? '—'} blocks re-read, ` +
+          `${c.evictions ?? '—'} evictions, peak cache ${fmtBytes(c.peakBytes ?? 0)}` +
+          (secs.length ? `; nodes done in ${Math.min(...secs).toFixed(2)}–${Math.max(...secs).toFixed(2)} s` : ''),
+      );
+    }
+    if (r.summaryError) details.push(`- ${r.label}: ${r.summaryError}`);
+  }
   if (details.length) lines.push('', ...details);
   return lines.join('\n');
 }
@@ -1585,13 +2131,19 @@ print(`- tools: smartcopy ${machine.smartcopy ?? 'missing'}${gitRev ? ` @ ${gitR
 if (machine.agent) print(`- tcp: ${machine.agent}`);
 if (machine.rsyncd) print(`- tcp: rsync daemon ${machine.rsyncd}`);
 if (machine.sshd) print(`- ssh: ${machine.ssh ?? 'ssh ?'}; sshd ${machine.sshd}; every tool with -c ${machine.sshCipher}`);
-print(`- scale ${SCALE}, data ${DATA}`);
+for (const a of machine.quicAgents) print(`- quic: ${a}`);
+if (machine.fanoutAgents.length)
+  print(
+    `- fanout: ${machine.fanoutAgents.length} TCP agents, roots ${DSTROOT}/fanout-nodes/node-N, ports ` +
+      `${fanoutNodes.map((n) => n.port ?? '?').join(', ')}${fanoutNodes.some((n) => n.failed) ? `; ${machine.fanoutAgents.filter((a) => a.includes('failed')).join('; ')}` : ''}`,
+  );
+print(`- scale ${SCALE}, data ${DATA}${active.some((sc) => sc.group === 'fanout') && FANOUT_DATA !== DATA ? `; fan-out group at scale ${FANOUT_SCALE}, data ${FANOUT_DATA}` : ''}`);
 
 const lastDelta = active.findLast((sc) => sc.group === 'delta');
 for (const sc of active) {
-  const out = isDelta(sc) ? await runDeltaScenario(sc) : await runScenario(sc);
+  const out = isDelta(sc) ? await runDeltaScenario(sc) : sc.group === 'fanout' ? await runFanoutScenario(sc) : await runScenario(sc);
   print();
-  print(isDelta(sc) ? deltaTable(out) : table(out));
+  print(isDelta(sc) ? deltaTable(out) : sc.group === 'quic' ? quicTable(out) : sc.group === 'fanout' ? fanoutTable(out) : table(out));
   if (sc === lastDelta) {
     const m = await runMatcher();
     if (m) {
@@ -1623,12 +2175,15 @@ if (wireDone.length) {
 
 print();
 // the delta scenarios have two goals each: time and bytes on the wire
-const judged = results.scenarios.flatMap((s) => [s.goalResult, s.wireGoalResult]).filter((g) => g && g.verdict !== 'n/a');
+const judged = results.scenarios
+  .flatMap((s) => [s.goalResult, s.wireGoalResult, ...(s.rowGoals ?? [])])
+  .filter((g) => g && g.verdict !== 'n/a');
 const met = judged.filter((g) => g.verdict === 'MET').length;
 if (judged.length)
   print(
-    `Goals: ${met}/${judged.length} MET. Ratios are smartcopy's median over the other tool's (bytes: smartcopy's over rsync's); ` +
-      '< 1.0 means smartcopy is faster (sends less).',
+    `Goals: ${met}/${judged.length} MET. Ratios are smartcopy's median over the other tool's (bytes: smartcopy's over rsync's; ` +
+      'fan-out: the fan-out run\'s over the one-by-one pushes\'); < 1.0 means smartcopy is faster (sends less). QUIC goals are ' +
+      'MiB/s of data of the median run.',
   );
 else print('Goals: none judged (smartcopy or its peer was not selected or not available).');
 for (const n of notes) print(`Note: ${n}`);

@@ -18,6 +18,39 @@ export function describeStreamError(err: Error): string {
   return err.message.split('\n', 1)[0]!;
 }
 
+/** Small chunks are joined up to about one SSH packet's worth (OpenSSH: 32 KiB of channel data). */
+const JOIN_TARGET = 32 * 1024;
+
+/**
+ * Runs of small chunks as single buffers; big chunks pass through as they are. A writable without
+ * writev (an SSH channel) makes every write a packet of its own — encrypted, MACed and written
+ * to the socket separately — so a frame head, a small file and its end frame would cost three.
+ * Joining copies only the small chunks, once.
+ */
+function joinSmall(chunks: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let run: Uint8Array[] = [];
+  let runBytes = 0;
+  const flush = (): void => {
+    if (run.length === 1) out.push(run[0]!);
+    else if (run.length > 1) out.push(Buffer.concat(run, runBytes));
+    run = [];
+    runBytes = 0;
+  };
+  for (const c of chunks) {
+    if (c.length >= JOIN_TARGET) {
+      flush();
+      out.push(c);
+      continue;
+    }
+    if (runBytes + c.length > JOIN_TARGET) flush();
+    run.push(c);
+    runBytes += c.length;
+  }
+  flush();
+  return out;
+}
+
 /**
  * A Stream over a Node Readable (bytes from the peer) and a Writable (bytes to it): a child
  * process's stdio, our own stdin/stdout, an SSH exec channel (one Duplex passed twice).
@@ -30,12 +63,15 @@ export class PipeStream extends AbstractStream {
   protected readonly readable: Readable;
   protected readonly writable: Writable;
   #readableEnded = false;
+  /** the writable takes several chunks in one call (a socket): no need to join small ones */
+  readonly #writev: boolean;
 
   constructor(readable: Readable, writable: Writable, init: PipeStreamInit) {
     super(init);
     this.readable = readable;
     this.writable = writable;
     this.peer = init.describePeer ?? init.id;
+    this.#writev = typeof (writable as Writable & { _writev?: unknown })._writev === 'function';
     readable.on('data', (chunk: Buffer | string) => this.pushIncoming(typeof chunk === 'string' ? Buffer.from(chunk) : chunk));
     readable.on('end', () => {
       this.#readableEnded = true;
@@ -64,6 +100,7 @@ export class PipeStream extends AbstractStream {
   protected override sendData(chunks: readonly Uint8Array[], done: WriteCallback): boolean {
     const w = this.writable;
     const cb = (err?: Error | null): void => done(err ? this.streamError(err) : null);
+    if (chunks.length > 1 && !this.#writev) chunks = joinSmall(chunks);
     if (chunks.length === 1) return w.write(chunks[0]!, cb);
     // corked writes reach a _writev-capable writable (a socket) in one call
     w.cork();
