@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -561,16 +562,40 @@ try {
     }
   });
 
-  it('connection refused and aborted connects are one-line SmartcopyErrors', async () => {
-    const closed = await startSshd();
-    const port = closed.port;
-    await closed.stop();
+  it('connection refused, a silent server and aborted connects are one-line SmartcopyErrors', async () => {
+    // accepts, never says a word
+    const held = new Set<net.Socket>();
+    const srv = net.createServer((sock) => void held.add(sock.on('error', () => undefined)));
+    await new Promise<void>((r) => srv.listen({ host: '127.0.0.1', port: 0 }, () => r()));
+    const port = (srv.address() as net.AddressInfo).port;
+    const timeout = await rejectsWith(sshConnect({ host: '127.0.0.1', port }, direct(home(), { timeoutMs: 300 })));
+    assert.equal(timeout.code, 'SC_ERR_TIMEOUT');
+    assert.equal(timeout.message, `${user}@127.0.0.1: no SSH handshake with 127.0.0.1:${port} within 0.3 s — is it an SSH server, and reachable? (ConnectTimeout in the SSH config sets this limit)`);
+    for (const c of held) c.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+
     const h = home();
     const refused = await rejectsWith(sshConnect({ host: '127.0.0.1', port }, direct(h)));
     assert.equal(refused.code, 'SC_ERR_CONNECT');
     assert.equal(refused.message, `cannot connect to 127.0.0.1:${port}: connection refused — is sshd listening on port ${port} there?`);
     const aborted = await rejectsWith(sshConnect(target(), direct(home(knownLine()), { signal: AbortSignal.abort() })));
     assert.equal(aborted.code, 'SC_ERR_ABORTED');
+  });
+
+  it("more channels than sshd's MaxSessions: SC_ERR_CONNECT saying so", async () => {
+    const small = await startSshd({ extraConfig: 'MaxSessions 2' });
+    try {
+      const conn = await sshConnect({ host: small.alias }, fixtureOpts(small));
+      const open = [await conn.exec('cat'), await conn.exec('cat')];
+      const err = await rejectsWith(conn.exec('cat'));
+      assert.equal(err.code, 'SC_ERR_CONNECT');
+      assert.match(err.message, /: Channel open failure: open failed — sshd allows MaxSessions channels per connection \(10 by default\): use fewer streams$/);
+      for (const s of open) s.abort();
+      conn.abort();
+      await conn.closed;
+    } finally {
+      await small.stop();
+    }
   });
 
   it('sshTransport: dial() opens streams running remoteCommand; listen() is unsupported; sftp() works', async () => {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { ConnectionClosedError } from '@smartcopy/protocol';
 import { PipeStream } from '../src/index.js';
@@ -156,9 +157,9 @@ describe('PipeStream', () => {
   });
 
   it('stdioStream(): end() gives the peer its EOF on a pipe while the process keeps running', async () => {
-    // The child's stdout is a real pipe (to `cat`), where Node's own end() would leave the fd
-    // open until exit. The child exits only after its stdin ends, which we do only after seeing
-    // EOF: without the fd release this deadlocks and the test times out.
+    // The child's stdout is a FIFO (a real pipe, as under sshd), where Node's own end() would
+    // leave the fd open until exit. The child exits only after its stdin ends, which we do only
+    // after seeing EOF: without the fd release this deadlocks and the test times out.
     const child = path.join(dir, 'child.mjs');
     fs.writeFileSync(
       child,
@@ -169,14 +170,18 @@ s.write(Buffer.from('hello from the child'));
 await s.end();
 `,
     );
-    const sh = spawn('sh', ['-c', `"${process.execPath}" "${child}" | cat`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const fifo = path.join(dir, 'stdout.fifo');
+    await promisify(execFile)('mkfifo', [fifo]);
+    // exec: no shell stays behind holding the FIFO open
+    const proc = spawn('sh', ['-c', 'exec "$0" "$1" > "$2"', process.execPath, child, fifo], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
     const out: Buffer[] = [];
-    sh.stdout!.on('data', (c: Buffer) => out.push(c));
-    await new Promise<void>((r) => sh.stdout!.once('end', () => r()));
+    const reader = fs.createReadStream(fifo);
+    reader.on('data', (c) => out.push(c as Buffer));
+    await new Promise<void>((r) => reader.once('end', () => r()));
     assert.equal(Buffer.concat(out).toString(), 'hello from the child');
-    assert.equal(sh.exitCode, null, 'EOF arrived before the child exited');
-    sh.stdin!.end();
-    const code = await new Promise<number | null>((r) => sh.once('exit', (c) => r(c)));
-    assert.equal(code, 0);
+    assert.equal(proc.exitCode, null, 'EOF arrived before the child exited');
+    proc.stdin!.end();
+    assert.equal(await exited, 0);
   });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { ConnectionClosedError, SmartcopyError } from '@smartcopy/protocol';
 import {
@@ -7,7 +8,7 @@ import {
   generateWebTransportCertificate,
   publicKeyFingerprint,
   WEBTRANSPORT_CERT_DAYS,
-  WEBTRANSPORT_SESSION_WINDOW,
+  WEBTRANSPORT_HTTP2_WINDOW,
   webTransportTransport,
 } from '../src/index.js';
 import type { Stream, WebTransportConnection, WebTransportListener, WebTransportTransportInit } from '../src/index.js';
@@ -68,10 +69,42 @@ async function writeSplit(stream: Stream, data: Buffer, sizes: readonly number[]
   }
 }
 
+/** A TCP server that accepts connections and never says anything (a stuck or wrong service). */
+async function silentServer() {
+  const sockets = new Set<net.Socket>();
+  const state = { connections: 0, closed: 0 };
+  const server = net.createServer((sock) => {
+    state.connections++;
+    sockets.add(sock);
+    // reading (and dropping) what arrives lets it see the client close
+    sock.resume();
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      state.closed++;
+      sockets.delete(sock);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    get connections() {
+      return state.connections;
+    },
+    get closed() {
+      return state.closed;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
 const ODD_SIZES = [1, 7, 16_383, 16_385, 65_537, 3, 1_048_577, 131_071, 4_099, 262_147];
 
 describe('webtransport transport', () => {
-  it('declares its features and serves HTTP/2', async () => {
+  it('declares its features and serves HTTP/2', { timeout: 30_000 }, async () => {
     assert.deepEqual({ ...transport().features }, { sameHost: false, multiplexed: true, encrypted: true });
     const h = await setup();
     try {
@@ -83,7 +116,7 @@ describe('webtransport transport', () => {
     }
   });
 
-  it('widens the HTTP/2 windows under the session to the session window, both ways', async () => {
+  it('widens the HTTP/2 windows under the session, both ways', { timeout: 30_000 }, async () => {
     // with HTTP/2's 64 KiB defaults a session would move 64 KiB per round trip
     const h = await setup();
     try {
@@ -91,16 +124,17 @@ describe('webtransport transport', () => {
       sink(s);
       sink(c);
       await Promise.all([c.end(), s.end()]);
-      await until(() => (h.conn.http2Windows?.send ?? 0) > WEBTRANSPORT_SESSION_WINDOW - MiB);
-      assert.ok(h.conn.http2Windows!.receive > WEBTRANSPORT_SESSION_WINDOW - MiB, JSON.stringify(h.conn.http2Windows));
+      await until(() => (h.conn.http2Windows?.send ?? 0) > WEBTRANSPORT_HTTP2_WINDOW - 64 * 1024);
+      assert.ok(h.conn.http2Windows!.receive > WEBTRANSPORT_HTTP2_WINDOW - 64 * 1024, JSON.stringify(h.conn.http2Windows));
     } finally {
       await h.stop();
     }
   });
 
   it('moves 64 MiB each way on 4 streams at once, writes split at odd sizes, beyond every flow-control window', { timeout: 120_000 }, async () => {
-    // far more than the package's 16 KiB initial session window, our 64 MiB session window
-    // and the 4 MiB stream windows, in both directions at once
+    // far more than the package's 16 KiB initial session window, our 64 MiB session window,
+    // the 4 MiB stream windows and the HTTP/2 windows, in both directions at once (HTTP/2
+    // windows larger than the socket buffers deadlock exactly here)
     const h = await setup();
     try {
       const pairs = await Promise.all([h.open(), h.open(), h.open(), h.open()]);
@@ -199,7 +233,7 @@ describe('webtransport transport', () => {
     }
   });
 
-  it('a connection refuses streams beyond maxStreamsPerSession (retryable ConnectionClosedError)', async () => {
+  it('a connection refuses streams beyond maxStreamsPerSession (retryable ConnectionClosedError)', { timeout: 30_000 }, async () => {
     const h = await setup({ maxStreamsPerSession: 3 });
     try {
       for (let i = 0; i < 3; i++) {
@@ -219,7 +253,7 @@ describe('webtransport transport', () => {
     }
   });
 
-  it('the listener closing with abortStreams closes the session: client streams and connection fail', async () => {
+  it('the listener closing with abortStreams closes the session: client streams and connection fail', { timeout: 30_000 }, async () => {
     const h = await setup();
     const [c, s] = await h.open();
     const errors: Error[] = [];
@@ -234,7 +268,7 @@ describe('webtransport transport', () => {
     await h.stop();
   });
 
-  it('a graceful connection close() lets the last written bytes and FIN arrive first', async () => {
+  it('a graceful connection close() lets the last written bytes and FIN arrive first', { timeout: 30_000 }, async () => {
     const h = await setup();
     try {
       const [c, s] = await h.open();
@@ -255,7 +289,7 @@ describe('webtransport transport', () => {
 });
 
 describe('webtransport server identity', () => {
-  it('a wrong certificate hash is refused with SC_ERR_AUTH naming both fingerprints', async () => {
+  it('a wrong certificate hash is refused with SC_ERR_AUTH naming both fingerprints', { timeout: 30_000 }, async () => {
     const l = await transport().listen({ host: '127.0.0.1', port: 0 }, (s) => s.abort());
     try {
       const t = webTransportTransport({ serverCertificateHashes: [other.fingerprint] });
@@ -273,7 +307,7 @@ describe('webtransport server identity', () => {
     }
   });
 
-  it('hashes are accepted in hex with colons too; invalid ones are a usage error', async () => {
+  it('hashes are accepted in hex with colons too; invalid ones are a usage error', { timeout: 30_000 }, async () => {
     // OpenSSL's `x509 -fingerprint -sha256` form
     const hex = Buffer.from(identity.fingerprint.slice('SHA256:'.length), 'base64').toString('hex');
     assert.equal(hex.length, 64);
@@ -283,7 +317,7 @@ describe('webtransport server identity', () => {
     assert.throws(() => webTransportTransport({ serverCertificateHashes: ['not-a-hash'] }), { code: 'SC_ERR_USAGE' });
   });
 
-  it('a pinned certificate valid for more than 14 days is refused, and the error says why', async () => {
+  it('a pinned certificate valid for more than 14 days is refused, and the error says why', { timeout: 30_000 }, async () => {
     const { generate } = (await import('selfsigned')) as typeof import('selfsigned');
     const long = await generate([{ name: 'commonName', value: 'long' }], {
       keyType: 'ec',
@@ -305,7 +339,7 @@ describe('webtransport server identity', () => {
     }
   });
 
-  it('without hashes a self-signed certificate is not trusted (SC_ERR_AUTH with its fingerprint)', async () => {
+  it('without hashes a self-signed certificate is not trusted (SC_ERR_AUTH with its fingerprint)', { timeout: 30_000 }, async () => {
     const l = await transport().listen({ host: '127.0.0.1', port: 0 }, () => {});
     try {
       await assert.rejects(webTransportTransport().dial(l.address), (e: unknown) => {
@@ -320,7 +354,7 @@ describe('webtransport server identity', () => {
     }
   });
 
-  it('verifyPeer sees the certificate before the session; accepting pins it, throwing refuses', async () => {
+  it('verifyPeer sees the certificate before the session; accepting pins it, throwing refuses', { timeout: 30_000 }, async () => {
     const l = await transport().listen({ host: '127.0.0.1', port: 0 }, (s) => {
       sink(s);
       void s.end();
@@ -351,7 +385,7 @@ describe('webtransport server identity', () => {
     }
   });
 
-  it('fetches the certificate for trust on first use; renewal with the same key keeps the key fingerprint', async () => {
+  it('fetches the certificate for trust on first use; renewal with the same key keeps the key fingerprint', { timeout: 30_000 }, async () => {
     const l = await transport().listen({ host: '127.0.0.1', port: 0 }, () => {});
     try {
       const peer = await fetchWebTransportCertificate({ host: '127.0.0.1', port: l.port }, { timeoutMs: 5000 });
@@ -369,7 +403,7 @@ describe('webtransport server identity', () => {
 });
 
 describe('webtransport failures', () => {
-  it('connection refused → SC_ERR_CONNECT', async () => {
+  it('connection refused → SC_ERR_CONNECT', { timeout: 30_000 }, async () => {
     const l = await transport().listen({ host: '127.0.0.1', port: 0 }, () => {});
     const address = l.address;
     await l.close();
@@ -381,7 +415,7 @@ describe('webtransport failures', () => {
     });
   });
 
-  it('a listener without certificate is a usage error; so is a busy port', async () => {
+  it('a listener without certificate is a usage error; so is a busy port', { timeout: 30_000 }, async () => {
     await assert.rejects(webTransportTransport().listen({ port: 0 }, () => {}), { code: 'SC_ERR_USAGE' });
     const l = await transport().listen({ host: '127.0.0.1', port: 0 }, () => {});
     try {
@@ -396,7 +430,48 @@ describe('webtransport failures', () => {
     }
   });
 
-  it('dial aborted by its AbortSignal → SC_ERR_ABORTED', async () => {
+  it('dial aborted by its AbortSignal → SC_ERR_ABORTED, before or during the handshake', { timeout: 30_000 }, async () => {
     await assert.rejects(transport().dial('127.0.0.1:1', { signal: AbortSignal.abort() }), { code: 'SC_ERR_ABORTED' });
+    const silent = await silentServer();
+    try {
+      const ac = new AbortController();
+      const dialing = transport().dial(`127.0.0.1:${silent.port}`, { signal: ac.signal });
+      await until(() => silent.connections > 0);
+      ac.abort();
+      await assert.rejects(dialing, { code: 'SC_ERR_ABORTED' });
+      // the abandoned HTTP/2 connection is dropped, not left to the package's own timeout
+      await until(() => silent.closed > 0);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('a server that never answers the handshake → SC_ERR_TIMEOUT', { timeout: 30_000 }, async () => {
+    const silent = await silentServer();
+    try {
+      await assert.rejects(transport({ connectTimeoutMs: 200 }).dial(`127.0.0.1:${silent.port}`), (e: unknown) => {
+        assert.ok(e instanceof SmartcopyError);
+        assert.equal(e.code, 'SC_ERR_TIMEOUT');
+        assert.match(e.message, /no WebTransport session within 0\.2 s/);
+        return true;
+      });
+      await until(() => silent.closed > 0);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('a session refused by the server (another path) → SC_ERR_CONNECT asking whether it is an agent', { timeout: 30_000 }, async () => {
+    const l = await transport().listen({ host: '127.0.0.1', port: 0 }, () => {});
+    try {
+      await assert.rejects(transport({ path: '/elsewhere' }).dial(l.address), (e: unknown) => {
+        assert.ok(e instanceof SmartcopyError);
+        assert.equal(e.code, 'SC_ERR_CONNECT');
+        assert.match(e.message, /refused the session — is it a smartcopy WebTransport agent\?/);
+        return true;
+      });
+    } finally {
+      await l.close();
+    }
   });
 });

@@ -98,8 +98,6 @@ export interface AuthPlanInit {
   onPrompt?(active: boolean): void;
 }
 
-type Step = { kind: 'agent'; agent: InstanceType<typeof BaseAgent>; count: number } | { kind: 'file'; file: string };
-
 /**
  * Our authentication order, driven through ssh2's authHandler: the agent's keys (only those
  * matching the identity files under IdentitiesOnly), then each identity file (-i, IdentityFile,
@@ -109,13 +107,14 @@ type Step = { kind: 'agent'; agent: InstanceType<typeof BaseAgent>; count: numbe
  */
 export class AuthPlan {
   readonly #init: AuthPlanInit;
-  readonly #steps: Step[] = [];
+  #agent: { agent: InstanceType<typeof BaseAgent>; count: number } | undefined;
   readonly #tried: string[] = [];
   #fileQueue: string[] | undefined;
   #agentBlobs: Buffer[] = [];
   #agentNote: string | undefined;
   #methods: readonly string[] = ['publickey'];
   #exhausted = false;
+  #fatal: Error | undefined;
 
   constructor(init: AuthPlanInit) {
     this.#init = init;
@@ -124,6 +123,11 @@ export class AuthPlan {
   /** true once the handler gave up (the next client-authentication error is the final one) */
   get exhausted(): boolean {
     return this.#exhausted;
+  }
+
+  /** what stopped authentication other than the server saying no (Ctrl-C at a prompt) */
+  get fatal(): Error | undefined {
+    return this.#fatal;
   }
 
   /** Query the agent (once, before connecting, so its key count is known). */
@@ -145,7 +149,7 @@ export class AuthPlan {
       return;
     }
     this.#agentBlobs = keys.map((k) => k.getPublicSSH());
-    this.#steps.push({ kind: 'agent', agent: new ListedAgent(listed.agent, keys), count: keys.length });
+    this.#agent = { agent: new ListedAgent(listed.agent, keys), count: keys.length };
   }
 
   /** ssh2's authHandler: called for the first method and after each failure. */
@@ -157,7 +161,10 @@ export class AuthPlan {
     }
     void this.#nextMethod().then(
       (m) => (m === undefined ? this.#giveUp(next) : next(m)),
-      () => this.#giveUp(next),
+      (err: unknown) => {
+        this.#fatal = err instanceof Error ? err : new SmartcopyError('SC_ERR_AUTH', String(err));
+        this.#giveUp(next);
+      },
     );
   };
 
@@ -168,10 +175,11 @@ export class AuthPlan {
 
   async #nextMethod(): Promise<AnyAuthMethod | undefined> {
     const user = this.#init.host.user;
-    const step = this.#steps.shift();
-    if (step?.kind === 'agent') {
-      this.#tried.push(`agent (${step.count} key${step.count === 1 ? '' : 's'})`);
-      return { type: 'agent', username: user, agent: step.agent };
+    const agent = this.#agent;
+    this.#agent = undefined;
+    if (agent !== undefined) {
+      this.#tried.push(`agent (${agent.count} key${agent.count === 1 ? '' : 's'})`);
+      return { type: 'agent', username: user, agent: agent.agent };
     }
     this.#fileQueue ??= [...this.#init.host.identityFiles];
     for (let file = this.#fileQueue.shift(); file !== undefined; file = this.#fileQueue.shift()) {

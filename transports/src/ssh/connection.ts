@@ -299,20 +299,21 @@ async function handshake(h: ResolvedSshHost, sock: Duplex, opts: SshOptions, tim
       client.off('ready', onReady);
       client.off('error', onError);
       client.off('close', onClose);
+      // later errors (a destroyed client reports "Connection lost before handshake") are either
+      // moot or reported by the connection through its close handling
+      client.on('error', () => undefined);
     };
     const onReady = (): void => {
       if (settled) return;
       settled = true;
       cleanup();
-      // errors after 'ready' are reported by the connection through its close handling
-      client.on('error', () => undefined);
       resolve({ client, algorithms });
     };
     const onError = (err: Error & { level?: string }): void => {
       if (hostKeyFailure) return fail(hostKeyFailure);
       // a key the agent could not sign with, a key ssh2 could not use: the next method follows
       if ((err.level === 'agent' || err.level === 'client-authentication') && !plan.exhausted) return;
-      if (err.level === 'client-authentication') return fail(plan.failure());
+      if (err.level === 'client-authentication') return fail(plan.fatal ?? plan.failure());
       if (typeof (err as { code?: unknown }).code === 'number' && /too many authentication failures/i.test(err.message)) {
         return fail(plan.failure('the server closed the connection after too many attempts; name the right key with -i, or set IdentitiesOnly'));
       }
@@ -325,7 +326,7 @@ async function handshake(h: ResolvedSshHost, sock: Duplex, opts: SshOptions, tim
       fail(
         new SmartcopyError(
           'SC_ERR_TIMEOUT',
-          `${h.user}@${h.alias}: no SSH handshake with ${where(h)} within ${timeoutMs / 1000} s — is it an SSH server? (ConnectTimeout / --timeout)`,
+          `${h.user}@${h.alias}: no SSH handshake with ${where(h)} within ${timeoutMs / 1000} s — is it an SSH server, and reachable? (ConnectTimeout in the SSH config sets this limit)`,
           { retryable: true },
         ),
       ),

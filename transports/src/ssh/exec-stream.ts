@@ -72,7 +72,7 @@ function lastLine(text: string): string {
  * so that a failed command aborts the stream instead of ending it cleanly: status 127 aborts
  * with RemoteCommandNotFoundError, a non-zero status with stderr text or a signal with
  * RemoteCommandError (one line: the last stderr line). A local abort() sends SIGTERM to the
- * command before closing the channel, so it stops instead of seeing a clean end of input.
+ * command and closes the channel, so it stops instead of seeing a clean end of input.
  */
 export class SshExecStream extends PipeStream {
   readonly command: string;
@@ -118,31 +118,35 @@ export class SshExecStream extends PipeStream {
   }
 
   protected override sendAbort(err: Error): void {
-    // Ask the command to stop, then close the channel. sshd refuses signals for root logins
-    // (they run without privilege separation); then the command sees its input end and its
-    // output break, which a protocol-aware peer (the agent) takes for the abort it is.
+    // Ask the command to stop, then close the channel without an EOF first: sshd refuses
+    // signals for root logins (no privilege separation), and then the command learns of the
+    // abort only from the channel closing — its stdout pipe loses its reader before its stdin
+    // ends, where an EOF would have looked like a clean end of input.
     this.#signal('TERM');
+    try {
+      this.#channel.close();
+    } catch {
+      // the connection is gone
+    }
     super.sendAbort(err);
+    // a paused channel would never reach its end, and so never report its exit
+    this.#channel.resume();
   }
 
-  /** send a signal to the remote command; false when the channel cannot carry one any more */
-  #signal(name: string): boolean {
+  /** send a signal to the remote command, if the channel can still carry one */
+  #signal(name: string): void {
     const ch = this.#channel;
     try {
       if (ch.writable) {
         ch.signal(name);
-        return true;
+        return;
       }
       // after our EOF ssh2 refuses channel requests, but the server still takes them
       const priv = ch as unknown as PrivateChannel;
-      if (priv.outgoing?.state === 'eof' && priv._client?._protocol) {
-        priv._client._protocol.signal(priv.outgoing.id, name);
-        return true;
-      }
+      if (priv.outgoing?.state === 'eof') priv._client?._protocol?.signal(priv.outgoing.id, name);
     } catch {
       // the channel is already gone
     }
-    return false;
   }
 
   protected override sendClose(): void {

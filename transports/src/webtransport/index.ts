@@ -12,8 +12,8 @@
  * HTTP/2 only. `http3: false` forces HTTP/2. The connection tells which one it got (`http`).
  *
  * ## Server identity
- * The package checks the server's certificate itself and does not show it, and it supports two
- * checks, both used here:
+ * The package checks the server's certificate itself and does not show it. It supports two
+ * checks (hashes, or a CA), and a hook is built on top of the first:
  * - `serverCertificateHashes`: fingerprints (`SHA256:<base64>` or hex, as normalizeFingerprint
  *   takes them; see certificateFingerprint) of the certificates to accept. This is how a
  *   self-signed agent certificate is pinned. WebTransport accepts a pinned certificate only if
@@ -40,9 +40,15 @@
  * of the session: `sessionWindow / streamWindow` paused streams stop the others.
  *
  * HTTP/2 has flow control of its own under WebTransport's, which the package leaves at the
- * protocol's 64 KiB: a session then moves 64 KiB per round trip (measured ≈ 1.5 MiB/s at
+ * protocol's 64 KiB: a session then moves 64 KiB per round trip (measured ≈ 1.4 MiB/s at
  * 20 ms RTT). Each end widens its HTTP/2 receive windows (connection and streams) to
- * `sessionWindow` when the session opens (≈ 80 MiB/s per stream at 20 ms RTT).
+ * `http2Window` (default 2 MiB: ≈ 30–35 MiB/s at 20 ms RTT, 16 at 50 ms) when the session
+ * opens. It cannot be much larger: Node's HTTP/2 stops reading its socket while a write to it
+ * is pending, so when both directions are saturated and each side may have more in flight than
+ * the kernel's socket buffers hold, both ends wait for each other forever. On this machine
+ * (tcp_wmem max 4 MiB) 4 MiB windows never deadlocked, 8 MiB ones always did, with 16
+ * streams saturating both directions; 2 MiB leaves a margin. Raise it only where
+ * net.ipv4.tcp_wmem's maximum is at least twice the window on both hosts.
  *
  * ## Package limits worked around
  * - A stream closed cleanly never returns its stream credit, so a session could open only 100
@@ -50,8 +56,9 @@
  *   The package also keeps every stream's state until its session ends (≈ 8 KiB per stream and
  *   side), so a connection refuses to open more than that many streams (ConnectionClosedError,
  *   retryable: dial a new connection).
- * - Reading: see WebTransportStream (pause() uses the package's per-stream stopReading(), since
- *   the readable alone gives no backpressure).
+ * - Reading: see WebTransportStream. pause() uses the per-stream stopReading()/startReading()
+ *   of the package's NativeHttpWTStream interface (which its HTTP/2 and HTTP/3 halves both
+ *   implement), since the readable alone gives no backpressure.
  * - Writing copies the data once (WEBTRANSPORT_WRITE_CHUNK).
  * - The package mishandles data capsules of the stream with id 0 split across reads; that id is
  *   the first stream the *server* opens, and a listener here never opens streams.
@@ -79,6 +86,7 @@ import type {
   H2Session,
   WtBidiStream,
   WtClientSession,
+  WtCloseInfo,
   WtNativeSession,
   WtReadControl,
   WtServerInit,
@@ -104,7 +112,6 @@ export type {
   WebTransportPeerIdentity,
   WebTransportVerifyPeer,
 } from './certificate.js';
-export { loadWebTransport } from './load.js';
 export { WEBTRANSPORT_WRITE_CHUNK, WebTransportStream } from './webtransport-stream.js';
 
 export const WEBTRANSPORT_FEATURES: TransportFeatures = Object.freeze({ sameHost: false, multiplexed: true, encrypted: true });
@@ -118,6 +125,8 @@ export const WEBTRANSPORT_PATH = '/smartcopy';
 /** Flow-control window of a session (all its streams) and of one stream, each direction. */
 export const WEBTRANSPORT_SESSION_WINDOW = 64 * 1024 * 1024;
 export const WEBTRANSPORT_STREAM_WINDOW = 4 * 1024 * 1024;
+/** HTTP/2 receive windows under a session (see "Flow control" above for why not more). */
+export const WEBTRANSPORT_HTTP2_WINDOW = 2 * 1024 * 1024;
 /** Streams one session may carry over its lifetime (see "Package limits" above). */
 export const WEBTRANSPORT_MAX_STREAMS_PER_SESSION = 10_000;
 
@@ -143,6 +152,8 @@ export interface WebTransportTransportInit {
   /** flow-control window per session / per stream, each direction (default 64 / 4 MiB) */
   sessionWindow?: number;
   streamWindow?: number;
+  /** HTTP/2 flow-control window (connection and streams) each end grants (default 2 MiB; see above) */
+  http2Window?: number;
   /** streams one session may carry (default 10,000) */
   maxStreamsPerSession?: number;
   highWaterMark?: number;
@@ -184,12 +195,10 @@ function readControl(bidi: WtBidiStream, objects: Iterable<WtStreamObject> | und
 }
 
 /**
- * HTTP/2's own flow control sits under WebTransport's, and the package sets no HTTP/2 windows,
- * so Node keeps the protocol's 64 KiB defaults: one session then moves 64 KiB per round trip
- * (≈ 1.5 MiB/s at 20 ms RTT, against ≈ 50–70 MiB/s with these windows). Each end widens its
+ * The package sets no HTTP/2 windows, so Node keeps the protocol's 64 KiB: widen this end's
  * receive windows — the connection's and its streams', the session's CONNECT stream included —
- * to the WebTransport session window as soon as the session exists. Over HTTP/3 there is no
- * HTTP/2 session and QUIC's windows are the package's.
+ * as soon as the session exists (see "Flow control" above for the size). Over HTTP/3 there is
+ * no HTTP/2 session, and QUIC's windows are the package's.
  */
 function widenHttp2Windows(native: WtNativeSession | undefined, window: number): H2Session | undefined {
   const h2 = native?.stream?.session;
@@ -229,11 +238,16 @@ export class WebTransportConnection extends AbstractConnection {
     this.#streamInit = streamInit;
     this.#maxStreams = maxStreams;
     this.http = wt.reliability === 'supports-unreliable' ? 'h3' : 'h2';
-    const gone = (cause?: unknown): void => {
+    const gone = (info: unknown, failed: boolean): void => {
       if (this.state === 'closed') return;
-      this.abort(new ConnectionClosedError(`the WebTransport session with ${remoteAddress} closed`, cause === undefined ? {} : { cause }));
+      const { closeCode, reason } = (failed ? {} : (info ?? {})) as Partial<WtCloseInfo>;
+      const why = closeCode ? ` (code ${closeCode}${reason ? `: ${reason}` : ''})` : '';
+      this.abort(new ConnectionClosedError(`the WebTransport session with ${remoteAddress} closed${why}`, failed ? { cause: info } : {}));
     };
-    wt.closed.then(() => gone(), gone);
+    wt.closed.then(
+      (info) => gone(info, false),
+      (err) => gone(err, true),
+    );
   }
 
   /**
@@ -315,6 +329,7 @@ export function webTransportTransport(init: WebTransportTransportInit = {}): Web
   if (streamWindow > sessionWindow) {
     throw new SmartcopyError('SC_ERR_USAGE', `invalid WebTransport options: streamWindow ${streamWindow} is larger than sessionWindow ${sessionWindow}`);
   }
+  const http2Window = positive('http2Window', init.http2Window, WEBTRANSPORT_HTTP2_WINDOW, 65_535, 2 ** 31 - 1);
   const maxStreams = positive('maxStreamsPerSession', init.maxStreamsPerSession, WEBTRANSPORT_MAX_STREAMS_PER_SESSION, 1);
   // invalid pins are a usage error now, not a refused server later
   const pins = init.serverCertificateHashes?.map(normalizeFingerprint);
@@ -397,23 +412,22 @@ export function webTransportTransport(init: WebTransportTransportInit = {}): Web
       const { wt: lib, http3 } = await loadWebTransport();
       const sessionPins = await sessionPinsFor(target, addr, timeoutMs, signal);
       const left = Math.max(1, deadline - Date.now());
+      const timeoutError = (): SmartcopyError =>
+        new SmartcopyError('SC_ERR_TIMEOUT', `cannot connect to ${addr}: no WebTransport session within ${timeoutMs / 1000} s — check the address and firewalls`, {
+          retryable: true,
+        });
       const client = new lib.WebTransport(`https://${addr}${path}`, {
         ...(sessionPins !== undefined ? { serverCertificateHashes: certificateHashes(sessionPins) } : {}),
         forceReliable: !(http3 && init.http3 !== false),
-        quicConnectTimeout: left,
-        webTransportConnectTimeout: left,
+        // the package's own timeouts are a backstop; ours fires first and says more
+        quicConnectTimeout: left + 1000,
+        webTransportConnectTimeout: left + 1000,
         ...windows,
       });
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
       const stop = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(
-            new SmartcopyError('SC_ERR_TIMEOUT', `cannot connect to ${addr}: no WebTransport session within ${timeoutMs / 1000} s — check the address and firewalls`, {
-              retryable: true,
-            }),
-          );
-        }, left);
+        timer = setTimeout(() => reject(timeoutError()), left);
         onAbort = () => reject(abortReason(signal!, `connect to ${addr}`));
         signal?.addEventListener('abort', onAbort, { once: true });
       });
@@ -425,17 +439,18 @@ export function webTransportTransport(init: WebTransportTransportInit = {}): Web
         await Promise.race([ready, stop]);
       } catch (err) {
         if (err instanceof SmartcopyError) {
-          // gave up first: the package has no way to cancel a pending session, so drop its
-          // HTTP/2 connection directly (best effort; the package would time out on its own)
-          client.sessionint?.parentobj?.transportInt?.clientInt?.destroy();
+          // we gave up first: the package cannot cancel a pending session, so its HTTP/2
+          // connection is destroyed directly; the error makes the package drop its own timer
+          client.sessionint?.parentobj?.transportInt?.clientInt?.destroy(err);
           throw err;
         }
+        if (Date.now() >= deadline) throw timeoutError();
         throw await explainFailure(target, addr, err, sessionPins, Math.max(1000, deadline - Date.now()));
       } finally {
         clearTimeout(timer);
         if (onAbort) signal?.removeEventListener('abort', onAbort);
       }
-      return new WebTransportConnection(addr, client, streamInit, maxStreams, sessionWindow);
+      return new WebTransportConnection(addr, client, streamInit, maxStreams, http2Window);
     },
 
     async listen(opts: ListenOptions, onStream: (stream: Stream) => void): Promise<WebTransportListener> {
@@ -480,7 +495,7 @@ export function webTransportTransport(init: WebTransportTransportInit = {}): Web
 
       const serveSession = async (session: WtServerSession): Promise<void> => {
         sessions.add(session);
-        widenHttp2Windows(session.objint, sessionWindow);
+        widenHttp2Windows(session.objint, http2Window);
         const forget = (): void => void sessions.delete(session);
         session.closed.then(forget, forget);
         const peer = session.peerAddress ?? 'unknown peer';

@@ -1,4 +1,5 @@
 import type { ReadableStream, WritableStream } from 'node:stream/web';
+import { SmartcopyError } from '@smartcopy/protocol';
 
 /**
  * The parts of `@fails-components/webtransport` 1.6 this transport uses, typed structurally:
@@ -72,7 +73,7 @@ export interface WtClientSession extends WtSession {
   readonly sessionint?: {
     readonly objint?: WtNativeSession;
     readonly streamObjs?: Set<WtStreamObject>;
-    readonly parentobj?: { readonly transportInt?: { readonly clientInt?: { destroy(): void } } };
+    readonly parentobj?: { readonly transportInt?: { readonly clientInt?: { destroy(err?: Error): void } } };
   };
 }
 
@@ -160,7 +161,12 @@ async function load(): Promise<LoadedWebTransport> {
   }
   const restore = http3 ? () => undefined : muteMissingHttp3Messages();
   try {
-    const wt = (await import(PACKAGE)) as unknown as WtModule;
+    let wt: WtModule;
+    try {
+      wt = (await import(PACKAGE)) as unknown as WtModule;
+    } catch (err) {
+      throw new SmartcopyError('SC_ERR_UNSUPPORTED', `WebTransport is not available: cannot load ${PACKAGE} (${(err as Error).message})`, { cause: err });
+    }
     // the package's two loaders report their failure asynchronously; both have run once this
     // promise settled and one more macrotask passed
     await wt.quicheLoaded;

@@ -66,9 +66,12 @@ export class WebTransportStream extends AbstractStream {
     // we have nothing to write
     this.#writer.closed.then(noop, (err: unknown) => {
       this.#resolveFlushed();
-      this.remoteAborted(this.#error(err, 'was stopped by'));
+      this.remoteAborted(this.#error(err));
     });
-    void this.closed.then(() => this.#resolveFlushed());
+    // a stream aborted by the peer may never get to writer.close()
+    void this.closed.then(() => {
+      if (this.state === 'aborted') this.#resolveFlushed();
+    });
     void this.#readLoop();
   }
 
@@ -105,7 +108,7 @@ export class WebTransportStream extends AbstractStream {
     }
     last.then(
       () => done(null),
-      (err: unknown) => done(this.#error(err, 'broke on a write to')),
+      (err: unknown) => done(this.#error(err)),
     );
     const ok = (w.desiredSize ?? 0) > 0;
     if (!ok && !this.#waitingReady) {
@@ -126,7 +129,7 @@ export class WebTransportStream extends AbstractStream {
       () => this.#resolveFlushed(),
       (err: unknown) => {
         this.#resolveFlushed();
-        this.remoteAborted(this.#error(err, 'broke while ending'));
+        this.remoteAborted(this.#error(err));
       },
     );
   }
@@ -167,13 +170,14 @@ export class WebTransportStream extends AbstractStream {
         this.pushIncoming(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
       }
     } catch (err) {
-      this.remoteAborted(this.#error(err, 'was reset by'));
+      this.remoteAborted(this.#error(err));
     }
   }
 
-  #error(err: unknown, what: string): SmartcopyError {
+  /** The package's stream errors (a reset, STOP_SENDING, the session closing) as ConnectionClosedError. */
+  #error(err: unknown): SmartcopyError {
     if (err instanceof SmartcopyError) return err;
     const detail = err instanceof Error ? err.message : String(err);
-    return new ConnectionClosedError(`WebTransport stream ${this.id} ${what} ${this.remoteAddress} (${detail})`, { cause: err });
+    return new ConnectionClosedError(`WebTransport stream ${this.id} broke: ${detail}`, { cause: err });
   }
 }

@@ -24,6 +24,29 @@ import net from 'node:net';
 import { stdioStream, TcpStream } from ${JSON.stringify(new URL('../../src/index.js', import.meta.url).href)};
 
 const port = Number(process.argv[2]);
+// decided before anything can close the channel: does sshd hold the reading end of our stdout?
+const stdoutPipe = (() => {
+  try {
+    const l = fs.readlinkSync('/proc/self/fd/1');
+    return l.startsWith('pipe:') ? l : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+const parentHolds = (link) => {
+  try {
+    return fs.readdirSync('/proc/' + process.ppid + '/fd').some((f) => {
+      try {
+        return fs.readlinkSync('/proc/' + process.ppid + '/fd/' + f) === link;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return true;
+  }
+};
+const watchChannel = stdoutPipe !== undefined && parentHolds(stdoutPipe);
 const a = stdioStream();
 const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true });
 // installed before the test can accept us: a reset even after our FIN, so that the test's end
@@ -69,34 +92,11 @@ const pipe = (from, to, beforeEnd) => {
   });
 };
 
-// sshd does not pass signals to root sessions, so an aborted exec stream reaches us only as the
-// end of stdin plus a closed channel: sshd drops its end of our stdout pipe while we still hold
-// ours. Seeing that, we reset the socket as an aborted stream would. sshd handles the client's
-// EOF and CLOSE back to back, so an EOF on stdin is passed on only once sshd kept our stdout
-// for a moment after it.
-const ABORT_WINDOW_MS = 250;
-const stdoutPipe = (() => {
-  try {
-    const l = fs.readlinkSync('/proc/self/fd/1');
-    return l.startsWith('pipe:') ? l : undefined;
-  } catch {
-    return undefined;
-  }
-})();
-const parentHolds = (link) => {
-  try {
-    return fs.readdirSync('/proc/' + process.ppid + '/fd').some((f) => {
-      try {
-        return fs.readlinkSync('/proc/' + process.ppid + '/fd/' + f) === link;
-      } catch {
-        return false;
-      }
-    });
-  } catch {
-    return true;
-  }
-};
-const watchChannel = stdoutPipe !== undefined && parentHolds(stdoutPipe);
+// sshd does not pass signals to root sessions, so an aborted exec stream reaches us only as a
+// closed channel. ssh2 aborts with CHANNEL_CLOSE alone, and on it sshd drops its end of our
+// stdout pipe at once but closes our stdin only after that (once its buffer for us drained): so
+// at our stdin's EOF, a parent no longer holding our stdout means abort, and we reset the socket
+// as an aborted stream would. A clean end (CHANNEL_EOF) leaves the channel, and the pipe, open.
 const channelAborted = () => {
   if (failed) return;
   failed = true;
@@ -112,16 +112,9 @@ const channelAborted = () => {
 // once we end stdout ourselves, sshd dropping its end is the normal course
 let stdoutEnded = false;
 const stdinEnded = async () => {
-  if (!watchChannel) return true;
-  const until = Date.now() + ABORT_WINDOW_MS;
-  while (Date.now() < until && !stdoutEnded) {
-    if (!parentHolds(stdoutPipe)) {
-      channelAborted();
-      return false;
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
+  if (!watchChannel || stdoutEnded || parentHolds(stdoutPipe)) return true;
+  channelAborted();
+  return false;
 };
 if (watchChannel) {
   const timer = setInterval(() => {

@@ -64,6 +64,16 @@ export interface SshdOptions {
   alias?: string;
 }
 
+/**
+ * Spawn a daemon that dies with us: setpriv --pdeathsig makes the kernel send it SIGTERM when
+ * this process goes away, so a test run killed by a timeout leaves no sshd behind.
+ */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
+function spawnDaemon(cmd: string, args: string[]): ChildProcess {
+  const [file, argv] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', cmd, ...args]] : [cmd, args];
+  return spawn(file, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
 function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
@@ -234,7 +244,7 @@ async function startIn(dir: string, opts: SshdOptions): Promise<Sshd> {
         '',
       ].join('\n'),
     );
-    const child = spawn(SSHD_PATH, ['-D', '-e', '-f', sshdConfig], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnDaemon(SSHD_PATH, ['-D', '-e', '-f', sshdConfig]);
     let log = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => {
@@ -320,11 +330,15 @@ export interface SshAgentFixture {
   stop(): Promise<void>;
 }
 
-/** A real ssh-agent in the foreground (-D) on a socket in a temp dir. */
+/**
+ * A real ssh-agent on a socket in a temp dir. It runs as `ssh-agent -a SOCK cat`: our child is
+ * `cat` reading a pipe from us, and the agent exits once its command is gone — so when this
+ * process dies, so does the agent (ssh-agent is setgid, which rules out setpriv --pdeathsig).
+ */
 export async function startSshAgent(): Promise<SshAgentFixture> {
   const dir = tempDir('smartcopy-agent-');
   const socket = path.join(dir, 'agent.sock');
-  const child = spawn('ssh-agent', ['-D', '-a', socket], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('ssh-agent', ['-a', socket, 'cat'], { stdio: ['pipe', 'ignore', 'pipe'] });
   let log = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (log += d));
@@ -357,11 +371,26 @@ export async function startSshAgent(): Promise<SshAgentFixture> {
     },
     stop() {
       stopping ??= (async () => {
+        const agents = descendants(child.pid!);
+        killAll(agents, 'SIGTERM');
         child.kill('SIGTERM');
         await exited(child);
+        await Promise.all(agents.map(waitGone));
         fs.rmSync(dir, { recursive: true, force: true });
       })();
       return stopping;
     },
   };
+}
+
+/** Resolves once `pid` no longer exists (it is not our child: we cannot wait() for it). */
+async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
