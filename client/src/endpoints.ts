@@ -9,16 +9,15 @@ import {
   pinFingerprint,
   poolKey,
   quicTransport,
-  sshConnect,
   tcpTransport,
   webTransportTransport,
   type Connection,
   type WebTransportPeerIdentity,
   type Listener,
-  type SshConnection,
   type SshExecStream,
   type Stream,
 } from '@smartcopy/transports';
+import type { SshConnection, SshOptions } from '@smartcopy/transports/ssh/index';
 import type { Config } from './config.js';
 import { knownAgentsFile, trustOnFirstUse } from './session/known-agents.js';
 import type { RemoteTarget, Target } from './targets.js';
@@ -102,7 +101,7 @@ export async function openEndpoint(t: RemoteTarget, cfg: Config, signal: AbortSi
 }
 
 /** ssh2-side options of a run, from its Config. */
-export function sshOptionsOf(cfg: Config, t: Extract<Target, { kind: 'ssh' }>, signal?: AbortSignal, notice?: (line: string) => void): Parameters<typeof sshConnect>[1] {
+export function sshOptionsOf(cfg: Config, t: Extract<Target, { kind: 'ssh' }>, signal?: AbortSignal, notice?: (line: string) => void): SshOptions {
   return {
     ...(notice ? { onWarning: notice } : {}),
     configFile: cfg.sshConfig,
@@ -122,6 +121,8 @@ export async function sshLease(
   muxPool: ConnectionPool | undefined,
   notice?: (line: string) => void,
 ): Promise<{ ssh: SshConnection; release(reusable: boolean): void }> {
+  // ssh2 is loaded only when a run uses SSH (it costs 100-200 ms of start-up)
+  const { sshConnect } = await import('@smartcopy/transports/ssh/index');
   const dial = async (): Promise<SshConnection> => sshConnect({ host: t.host, user: t.user }, sshOptionsOf(cfg, t, signal, notice));
   if (!muxPool) {
     const ssh = await dial();

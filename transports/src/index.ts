@@ -29,29 +29,14 @@ export { ConnectionPool, poolKey, POOL_IDLE_TIMEOUT_MS, POOL_MAX_PER_KEY, POOL_M
 export type { ConnectionPoolOptions, Dialer, PoolLease, PoolStats } from './pool/pool.js';
 export { describeStreamError, PipeStream, stdioStream } from './stdio/index.js';
 export type { PipeStreamInit } from './stdio/index.js';
+// SSH pulls in ssh2 and ssh-config (100-200 ms of start-up), so the package root exports only
+// what needs neither; import the rest from '@smartcopy/transports/ssh/index' when SSH is used.
 export {
-  DEFAULT_IDENTITY_FILES,
-  DEFAULT_SSH_CIPHERS,
-  DEFAULT_SSH_PORT,
-  EXIT_STATUS_GRACE_MS,
-  fingerprint,
-  hashHostName,
-  HostKeyError,
   isRemoteCommandNotFound,
-  knownHostsName,
-  parseProxyJump,
-  parseSshAddress,
   RemoteCommandError,
   RemoteCommandNotFoundError,
-  resolveSshHost,
-  SSH_CIPHERS,
-  SSH_FEATURES,
-  SshConnection,
-  sshConnect,
   SshExecStream,
-  sshTransport,
-  verifyHostKey,
-} from './ssh/index.js';
+} from './ssh/exec-stream.js';
 export type {
   AskPassphrase,
   ExecOptions as SshExecOptions,

@@ -20,7 +20,7 @@ import {
   sshConnect,
   SshConnection,
   sshTransport,
-} from '../src/index.js';
+} from '../src/ssh/index.js';
 import type { SshOptions, Stream } from '../src/index.js';
 import { hostFieldMatches, readKnownHosts } from '../src/ssh/known-hosts.js';
 import { runTransportCompliance, sink, until } from './compliance.js';
@@ -445,7 +445,7 @@ describe('ssh against a real OpenSSH sshd', () => {
     const script = path.join(dir, 'no-tty.mjs');
     fs.writeFileSync(
       script,
-      `import { sshConnect } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)};
+      `import { sshConnect } from ${JSON.stringify(new URL('../src/ssh/index.js', import.meta.url).href)};
 try {
   const c = await sshConnect(${JSON.stringify(target())}, ${JSON.stringify({ configFile: 'none', homeDir: h, agentSocket: '', identityFiles: [sshd.encryptedKey] })});
   c.abort();

@@ -2,7 +2,7 @@ import { SmartcopyError } from '../errors.js';
 import { createHasher, xxh64, type HashAlgo, type Hasher } from '../codec/hash.js';
 import { MAX_PAYLOAD_SIZE } from '../framing/frame.js';
 import { DeltaOpKind, type DeltaOp } from '../schema/messages.js';
-import { KERNEL_FREE, KERNEL_HIT, KERNEL_S1, KERNEL_S2, createKernel, type Kernel } from './kernel.js';
+import { KERNEL_PREFILTER, KERNEL_HIT, KERNEL_S1, KERNEL_S2, createKernel, prefilterMask, type Kernel } from './kernel.js';
 import { WEAK_MIX } from './rolling.js';
 import type { BasisSignature } from './signature.js';
 
@@ -17,6 +17,8 @@ export const DEFAULT_MAX_OPS = 65536;
 export const MAX_CHAIN = 64;
 /** Longest single COPY op; runs longer than this are split (the wire field is a uint32). */
 export const MAX_COPY_OP = 1 << 30;
+/** Literal bytes in a batch from which its buffer is made full size at once (see growLiterals). */
+const LITERALS_FULL_AT = 256 * 1024;
 /** The new file is scanned in windows of this many bytes copied into the kernel's memory. */
 const SCAN_WINDOW = 1024 * 1024;
 
@@ -67,8 +69,8 @@ function ceilLog2(n: number): number {
 }
 
 /*
- * Kernels (WebAssembly instances with a bitset and a scan window in their memory) are reused:
- * a fresh one per file would cost a megabyte-sized allocation each time.
+ * Kernels (WebAssembly instances holding a prefilter, a block table and a scan window) are
+ * reused: a fresh one per file would cost a megabyte-sized allocation each time.
  */
 const IDLE_KERNELS_CAP = 4;
 const idleKernels: Kernel[] = [];
@@ -96,12 +98,14 @@ export class Matcher {
   private readonly B: number;
   /** blocks of exactly B bytes; a short last block can only match at the very end */
   private readonly fullBlocks: number;
-  private readonly bitsetShift: number;
+  /** imul(weak, WEAK_MIX) >>> wordShift: the weak sum's 16-bit word in the prefilter */
+  private readonly wordShift: number;
+  /** imul(weak, WEAK_MIX) >>> tableShift: the weak sum's chain */
   private readonly tableShift: number;
   private readonly kernel: Kernel;
   private readonly heap: Uint8Array;
-  /** byte offset of the prefilter bitset in kernel memory */
-  private readonly bitsAt: number;
+  /** byte offset of the prefilter in kernel memory (KERNEL_PREFILTER) */
+  private readonly filterAt: number;
   /** byte offset of the scan window in kernel memory: the carry, then the piece being scanned */
   private readonly dataAt: number;
   private readonly head: Int32Array;
@@ -148,22 +152,33 @@ export class Matcher {
     this.hasher = opts.hasher ?? null;
 
     this.fullBlocks = Math.floor(sig.basisSize / this.B);
-    // The bitset (≈ 128 bits per block, at most 16 MiB) answers "no block has this weak sum"
-    // for all but ~1% of offsets without leaving the WebAssembly loop; a two-probe Bloom filter
-    // cut the hits 40× but cost more per byte than the hits did. The table is only read on a hit.
+    // The prefilter (≈ 64 bits per block in 16-bit words, at most 16 MiB; see prefilterMask)
+    // turns away all but ~0.2% of unrelated offsets inside the kernel's loop, which then checks
+    // those against the block table itself: it comes back to JS only when a block has the very
+    // same weak sum. One bit per block at 128 bits a block let 0.8% through, in twice the cache.
     const lg = ceilLog2(Math.max(1, this.fullBlocks));
-    const bitsetBits = Math.min(27, Math.max(16, lg + 7));
-    const tableBits = Math.min(bitsetBits, Math.max(4, lg + 1));
-    this.bitsetShift = 32 - bitsetBits;
-    this.tableShift = bitsetBits - tableBits;
-    const bitsetBytes = 2 ** bitsetBits / 8;
-    this.bitsAt = KERNEL_FREE;
-    this.dataAt = KERNEL_FREE + bitsetBytes;
+    const filterBits = Math.min(27, Math.max(16, lg + 6));
+    const tableBits = Math.min(filterBits, Math.max(4, lg + 1));
+    this.wordShift = 32 - (filterBits - 4);
+    this.tableShift = 32 - tableBits;
+    const filterBytes = 2 ** filterBits / 8;
+    // kernel memory: prefilter, chain heads, next-in-chain, weak sums (all the kernel reads), then the scan window
+    this.filterAt = KERNEL_PREFILTER;
+    const headAt = this.filterAt + filterBytes;
+    const nextAt = headAt + 4 * 2 ** tableBits;
+    const weakAt = nextAt + 4 * this.fullBlocks;
+    this.dataAt = weakAt + 4 * this.fullBlocks;
     this.kernel = takeKernel(this.dataAt + SCAN_WINDOW + 2 * this.B);
     this.heap = this.kernel.heap;
-    this.heap.fill(0, this.bitsAt, this.dataAt);
-    this.head = new Int32Array(2 ** tableBits).fill(-1);
-    this.next = new Int32Array(this.fullBlocks);
+    this.heap.fill(0, this.filterAt, headAt);
+    const buf = this.heap.buffer;
+    this.head = new Int32Array(buf, headAt, 2 ** tableBits).fill(-1);
+    this.next = new Int32Array(buf, nextAt, this.fullBlocks);
+    new Int32Array(buf, weakAt, this.fullBlocks).set(sig.weak.subarray(0, this.fullBlocks));
+    this.kernel.configure({
+      B: this.B, wordShift: this.wordShift, head: headAt, tableShift: this.tableShift,
+      next: nextAt, weak: weakAt, blocks: this.fullBlocks, chain: MAX_CHAIN,
+    });
     this.buildIndex();
   }
 
@@ -175,13 +190,13 @@ export class Matcher {
 
   private buildIndex(): void {
     const { weak, strong, strongLength: sl } = this.sig;
-    const bits = this.kernel.words.subarray(this.bitsAt >> 2, this.dataAt >> 2);
-    const { head, next, bitsetShift, tableShift } = this;
+    const { head, next, wordShift, tableShift } = this;
+    const words = new Uint16Array(this.heap.buffer, this.filterAt, 2 ** (32 - wordShift));
     for (let b = 0; b < this.fullBlocks; b++) {
       const w = weak[b]!;
-      const h = Math.imul(w, WEAK_MIX) >>> bitsetShift;
-      bits[h >>> 5]! |= 1 << h;
-      const t = h >>> tableShift;
+      const m = Math.imul(w, WEAK_MIX);
+      words[m >>> wordShift]! |= prefilterMask(w);
+      const t = m >>> tableShift;
       // A block identical (by both sums) to one already chained adds nothing but chain length;
       // it stays reachable as "the next sequential block", which is checked by index.
       let dup = false;
@@ -260,8 +275,6 @@ export class Matcher {
     const buf = this.heap;
     const { scan, sums, words } = this.kernel;
     const B = this.B;
-    const bits = this.bitsAt;
-    const shift = this.bitsetShift;
     const last = len - B;
     let i = this.pos - base;
     let litStart = i;
@@ -293,7 +306,7 @@ export class Matcher {
           i++;
           checked = false;
         }
-        i = scan(i, last, B, s1, s2, bits, shift);
+        i = scan(i, last, s1, s2, this.lastBlock + 1);
         s1 = words[KERNEL_S1]!;
         s2 = words[KERNEL_S2]!;
         checked = true;
@@ -327,9 +340,8 @@ export class Matcher {
       if (sameStrong(digest, 0, strong, want * sl, sl)) return want;
       this.stats.falseAlarms++;
     }
-    const h = Math.imul(weak, WEAK_MIX) >>> this.bitsetShift;
     const next = this.next;
-    for (let j = this.head[h >>> this.tableShift]!, n = 0; j >= 0 && n < MAX_CHAIN; j = next[j]!, n++) {
+    for (let j = this.head[Math.imul(weak, WEAK_MIX) >>> this.tableShift]!, n = 0; j >= 0 && n < MAX_CHAIN; j = next[j]!, n++) {
       if (weaks[j] !== weak || j === want) continue;
       digest ??= xxh64(buf.subarray(i, i + this.B), this.seed);
       if (sameStrong(digest, 0, strong, j * sl, sl)) return j;
@@ -362,10 +374,16 @@ export class Matcher {
     }
   }
 
-  /** Room for more literals: a first buffer sized to need, doubled up to maxLiteral. */
+  /**
+   * Room for more literals: a first buffer sized to need, doubled up to maxLiteral; but once a
+   * batch's literals reach LITERALS_FULL_AT, straight to maxLiteral. Long literal runs (an
+   * unrelated file) used to fill a buffer just short of maxLiteral and then move it to a bigger
+   * one: a second copy of every literal byte and an extra megabyte allocation per batch.
+   */
   private growLiterals(need: number): Buffer {
     const old = this.lit;
-    const size = Math.min(this.maxLiteral, Math.max(64 * 1024, old === null ? need : old.length * 2, this.litLength + need));
+    const want = this.litLength + need;
+    const size = want >= LITERALS_FULL_AT ? this.maxLiteral : Math.min(this.maxLiteral, Math.max(64 * 1024, old === null ? want : old.length * 2, want));
     const lit = this.alloc(size);
     if (old !== null) old.copy(lit, 0, 0, this.litLength);
     this.lit = lit;

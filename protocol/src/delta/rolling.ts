@@ -38,6 +38,6 @@ export function weakSum(data: Uint8Array, start: number, end: number): number {
   return (scratch[1]! << 16) | (scratch[0]! & 0xffff);
 }
 
-/** Multiplier that spreads weak sums over the prefilter bitset and the hash table: bucket = imul(weak, WEAK_MIX) >>> (32 - bits). */
+/** Multiplier that spreads weak sums over the prefilter and the hash table: bucket = imul(weak, WEAK_MIX) >>> (32 - bits). */
 export const WEAK_MIX = 0x9e3779b1 | 0;
 
