@@ -1,11 +1,11 @@
 /**
  * Throughput of one WebTransport stream on loopback, each way, with the agent end and the
  * client end in two separate processes (plain `node`, outside the test runner, whose async
- * hooks would cost a large part of the CPU). A measurement, not a check: it runs only with
- * SMARTCOPY_BENCH=1 and prints MiB/s; no figure is asserted (the machine is shared and noisy).
- * SMARTCOPY_BENCH_MIB sets the bytes moved per direction and round (default 1024).
+ * hooks would cost a large part of the CPU). A measurement, not a check, so it is not part of
+ * `npm test` (its name does not end in .test): run it by hand; it prints MiB/s and asserts no
+ * figure. SMARTCOPY_BENCH_MIB sets the bytes moved per direction and round (default 1024).
  *
- *   SMARTCOPY_BENCH=1 node --test transports/dist/test/webtransport-bench.test.js
+ *   SMARTCOPY_BENCH=1 node --test transports/dist/test/webtransport-throughput.js
  */
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
