@@ -197,7 +197,7 @@ describe('SSH: push and pull through a real sshd', () => {
     assert.notEqual(r.code, 0, 'the run failed');
     assert.equal(fs.existsSync(path.join(dst, 'big/disk.img')), false, 'no partial file under the final name');
     const rerun = await run([src, at(dst), '--use-agent', '--remote-cmd', REMOTE_CMD, '--json']);
-    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.equal(rerun.code, 0, `${rerun.stderr}\n${rerun.stdout.split('\n').filter((l) => l.includes('"error"')).join('\n')}`);
     assert.ok((summary(rerun.stdout).bytesResumed as number) > 0, 'verified chunks were kept');
     assertSame(src, dst);
     assert.deepEqual(partFiles(dst), []);

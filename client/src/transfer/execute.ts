@@ -237,13 +237,16 @@ export async function executePlan(plan: Plan, ctx: ExecuteContext): Promise<void
               continue;
             }
           }
-          const res = s.expect(`${w.fileId}:${w.offset}`);
-          waits.push(res.then((r) => chunkSettled(w, s, r)));
-          try {
-            w.tracker.hashes[w.index] = await sendChunk(s.ch, w.fileId, it.src, entry, w.tracker.transferId, w.offset, w.length, it.display, ctx.send);
-          } catch (e) {
-            s.settle(`${w.fileId}:${w.offset}`, asError(e, it.display));
-          }
+          const key = `${w.fileId}:${w.offset}`;
+          const res = s.expect(key);
+          const sent = sendChunk(s.ch, w.fileId, it.src, entry, w.tracker.transferId, w.offset, w.length, it.display, ctx.send).then(
+            (hash) => void (w.tracker.hashes[w.index] = hash),
+            (e: unknown) => s.settle(key, asError(e, it.display)),
+          );
+          // The receiver's answer can overtake our own end of sending (the chunk hash is known
+          // only then): a file is committed once both are in for every chunk.
+          waits.push(Promise.all([res, sent]).then(([r]) => chunkSettled(w, s, r)));
+          await sent;
         }
         events.tick();
       }
