@@ -98,7 +98,8 @@ if (values['make-identity']) {
   const pems = await generate([{ name: 'commonName', value: 'quic-raw bench' }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
   process.send({ certPem: pems.cert, keyPem: pems.private }, () => process.exit(0));
 } else if (values.serve) {
-  // child mode: one listener, driven by the parent over IPC
+  // child mode: one listener, driven by the parent over IPC; it ends with its parent
+  process.on('disconnect', () => process.exit(0));
   let listener;
   process.on('message', async (m) => {
     if (m.type === 'listen') {

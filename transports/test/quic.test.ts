@@ -473,6 +473,31 @@ describe('quic transport', () => {
     await l.close();
   });
 
+  it('close() right after end(): the last FIN still reaches the peer before CONNECTION_CLOSE', async () => {
+    const t = transport();
+    const serverSide: { stream?: Stream; ended: boolean; errors: Error[] } = { ended: false, errors: [] };
+    const l = await t.listen({ host: '127.0.0.1', port: 0 }, (s) => {
+      serverSide.stream = s;
+      s.setReader({ data() {}, end: () => void (serverSide.ended = true), error: (e) => void serverSide.errors.push(e) });
+      s.write(randomBytes(2 * MiB));
+      void s.end();
+    });
+    for (let i = 0; i < 5; i++) {
+      serverSide.ended = false;
+      const conn = await t.dial(l.address);
+      const c = await conn.openStream();
+      await sink(c).result;
+      // the FIN is only queued when end() resolves; close() must not outrun it
+      void c.end();
+      await conn.close();
+      await serverSide.stream!.closed;
+      assert.deepEqual(serverSide.errors, []);
+      assert.equal(serverSide.ended, true);
+      assert.equal(serverSide.stream!.state, 'closed');
+    }
+    await l.close();
+  });
+
   it('close() ends the streams, then the connection, and the listener forgets it', async () => {
     const acc = acceptor();
     const t = transport();

@@ -4,6 +4,7 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import { ConnectionClosedError, SmartcopyError } from '@smartcopy/protocol';
 import { AbstractConnection, abortReason } from '../abstract-connection.js';
+import type { AbstractStreamInit } from '../abstract-stream.js';
 import { connectError, formatHostPort, parseHostPort } from '../tcp/connect.js';
 import type { HostPort } from '../tcp/connect.js';
 import type { Stream, TransportFeatures } from '../types.js';
@@ -14,7 +15,6 @@ import { DEFAULT_QUIC_PORT, QUIC_CID_LEN } from './config.js';
 import { BAD_CERTIFICATE, QuicDriver } from './driver.js';
 import type { QuicConnectionStats } from './driver.js';
 import { QUIC_SOCKET_BUFFER, UdpEndpoint } from './endpoint.js';
-import type { AbstractStreamInit } from '../abstract-stream.js';
 
 export const QUIC_FEATURES: TransportFeatures = Object.freeze({ sameHost: false, multiplexed: true, encrypted: true });
 
@@ -33,6 +33,7 @@ export class QuicConnection extends AbstractConnection {
   /** the server's certificate fingerprint, as checked at dial time */
   readonly peerFingerprint: string;
   readonly #driver: QuicDriver;
+  #closing: Promise<void> | undefined;
 
   constructor(driver: QuicDriver, remoteAddress: string, peerFingerprint: string) {
     super(remoteAddress);
@@ -53,9 +54,18 @@ export class QuicConnection extends AbstractConnection {
     return this.#driver.openStream(opts.signal);
   }
 
+  /**
+   * Closes every stream gracefully, then the connection; resolves once the streams' last bytes
+   * reached the server (or QUIC_CLOSE_LINGER_MS passed) and CONNECTION_CLOSE went out.
+   */
+  override close(): Promise<void> {
+    this.#closing ??= super.close().then(() => this.#driver.done);
+    return this.#closing;
+  }
+
   protected override onClose(err?: Error): void {
-    this.#driver.close(err);
-    void this.#driver.endpoint.close();
+    if (err === undefined) void this.#driver.closeGracefully();
+    else this.#driver.close(err);
   }
 }
 

@@ -29,6 +29,12 @@ const TLS_ALERTS: Record<number, string> = {
 };
 const CRYPTO_ERROR_START = 0x100;
 const CRYPTO_ERROR_STOP = 0x1ff;
+/**
+ * A graceful close waits at most this long for quiche to deliver the last bytes and FINs of the
+ * streams that closed (a dead peer would otherwise hold it for the whole idle timeout).
+ */
+export const QUIC_CLOSE_LINGER_MS = 3000;
+
 /** CONNECTION_CLOSE code a client sends when it refuses the server's certificate */
 export const BAD_CERTIFICATE = CRYPTO_ERROR_START + 42;
 
@@ -94,6 +100,12 @@ export class QuicDriver implements Flushable, StreamHost {
   #state: 'open' | 'closed' = 'open';
   #established = false;
   #closeError: Error | undefined;
+  readonly #done: Promise<void>;
+  #resolveDone!: () => void;
+  /** streams that closed cleanly and that quiche has not finished with (data or FIN in flight) */
+  readonly #lingering = new Set<number>();
+  #closeWhenDrained = false;
+  #lingerTimer: NodeJS.Timeout | undefined;
 
   // stream ids: ours count up from 0 (client) or 1 (server) in steps of 4; the peer's are
   // tracked by the highest seen plus the lower ones not seen yet (they may arrive out of order)
@@ -122,6 +134,7 @@ export class QuicDriver implements Flushable, StreamHost {
     this.#streamInit = init.streamInit;
     this.#idleTimeoutMs = init.idleTimeoutMs;
     this.#recvInfo = { from: { ...init.peer }, to: { ...init.local } };
+    this.#done = new Promise<void>((resolve) => (this.#resolveDone = resolve));
     this.#nextLocalId = init.isServer ? 1 : 0;
     this.#peerHigh = init.isServer ? -4 : -3;
     if (init.keepAliveMs > 0) {
@@ -134,18 +147,6 @@ export class QuicDriver implements Flushable, StreamHost {
         this.endpoint.markDirty(this);
       }, init.keepAliveMs);
     }
-  }
-
-  get isOpen(): boolean {
-    return this.#state === 'open';
-  }
-
-  get streamCount(): number {
-    return this.#streams.size;
-  }
-
-  get streams(): IterableIterator<QuicStream> {
-    return this.#streams.values();
   }
 
   /** One datagram from the peer. Processing waits for the flush at the end of this turn. */
@@ -193,8 +194,30 @@ export class QuicDriver implements Flushable, StreamHost {
       this.#finish(this.#closeReason());
       return;
     }
+    if (this.#lingering.size > 0) this.#pruneLingering();
+    if (this.#closeWhenDrained && this.#drained()) {
+      this.close();
+      return;
+    }
     if (!finished && !this.endpoint.isClosed) this.endpoint.markDirty(this);
     this.#armTimer();
+  }
+
+  /** nothing left for quiche to take from a stream, nor in flight for a stream that closed */
+  #drained(): boolean {
+    return this.#writers.size === 0 && this.#lingering.size === 0;
+  }
+
+  /** Forget the streams quiche has collected: all their bytes were delivered and acknowledged. */
+  #pruneLingering(): void {
+    for (const id of this.#lingering) {
+      try {
+        this.conn.streamCapacity(id);
+      } catch {
+        // InvalidStreamState: collected (or stopped by the peer, which is as final)
+        this.#lingering.delete(id);
+      }
+    }
   }
 
   // ---- StreamHost ---------------------------------------------------------------------------
@@ -227,9 +250,13 @@ export class QuicDriver implements Flushable, StreamHost {
     this.#unborn--;
   }
 
-  retire(s: QuicStream): void {
+  retire(s: QuicStream, clean: boolean): void {
     this.#streams.delete(s.streamId);
     this.#writers.delete(s);
+    if (clean && this.#state === 'open') {
+      this.#lingering.add(s.streamId);
+      this.endpoint.markDirty(this);
+    }
   }
 
   announce(s: QuicStream): void {
@@ -324,6 +351,30 @@ export class QuicDriver implements Flushable, StreamHost {
 
   // ---- lifecycle ------------------------------------------------------------------------------
 
+  /** settles once the connection is closed and its final packets were handed to the socket */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /**
+   * Close once the streams' last bytes and FINs went into quiche and were delivered (at most
+   * QUIC_CLOSE_LINGER_MS), then as close(): CONNECTION_CLOSE sent right away would make quiche
+   * drop a FIN not yet sent, and the peer would see its stream aborted. (A stream counts as
+   * closed once its FIN is queued, which can be a flush before quiche has it.)
+   */
+  closeGracefully(): Promise<void> {
+    if (this.#state !== 'open') return this.#done;
+    this.#pruneLingering();
+    if (this.#drained()) {
+      this.close();
+      return this.#done;
+    }
+    this.#closeWhenDrained = true;
+    this.#lingerTimer = setTimeout(() => this.close(), QUIC_CLOSE_LINGER_MS);
+    this.endpoint.markDirty(this);
+    return this.#done;
+  }
+
   /**
    * Close now: CONNECTION_CLOSE goes out (application code 0, or the error's wire code), open
    * streams fail with `err`. The endpoint owner closes the socket from onClosed.
@@ -383,15 +434,22 @@ export class QuicDriver implements Flushable, StreamHost {
     this.#closeError = err;
     clearTimeout(this.#timer);
     clearInterval(this.#keepAlive);
+    clearTimeout(this.#lingerTimer);
     this.#timer = undefined;
     this.#keepAlive = undefined;
+    this.#lingerTimer = undefined;
+    this.#lingering.clear();
     const failure = streamErr ?? new ConnectionClosedError(`QUIC connection to ${this.remoteAddress} closed`);
     const streams = [...this.#streams.values()];
     this.#streams.clear();
     this.#writers.clear();
     for (const s of streams) s.connectionLost(failure);
     for (const w of this.#creditWaiters.splice(0)) w.reject(this.#closedError());
-    this.events.onClosed?.(err);
+    try {
+      this.events.onClosed?.(err);
+    } finally {
+      this.#resolveDone();
+    }
   }
 
   #closedError(): ConnectionClosedError {

@@ -13,8 +13,12 @@ const MIN_RING_SLOTS = 64;
 const MAX_RING_SLOTS = 1024;
 /** A completion callback on every N-th datagram tells which ring slots are free again. */
 const COMPLETION_EVERY = 32;
-/** Datagrams one send pass emits before yielding, so ACKs arriving meanwhile get read. */
+/**
+ * One send pass emits at most this many datagrams, or this many bytes, then yields so that
+ * ACKs arriving meanwhile get read and the receiver's socket buffer is not flooded in one burst.
+ */
 export const SEND_PASS_LIMIT = 512;
+const SEND_PASS_BYTES = 1024 * 1024;
 
 /** Something the endpoint flushes once per event-loop turn when marked dirty. */
 export interface Flushable {
@@ -43,6 +47,7 @@ export class UdpEndpoint {
   /** a connect()ed client socket: sends need no address and are immediate */
   readonly connected: boolean;
   readonly #slots: Buffer[];
+  readonly #passLimit: number;
   #seq = 0;
   #completed = 0;
   readonly #ringWaiters = new Set<Flushable>();
@@ -58,6 +63,7 @@ export class UdpEndpoint {
     // one slab, sliced: a single allocation that lives as long as the socket
     const slab = Buffer.allocUnsafe(n * maxPayload);
     this.#slots = Array.from({ length: n }, (_, i) => slab.subarray(i * maxPayload, (i + 1) * maxPayload));
+    this.#passLimit = Math.max(COMPLETION_EVERY, Math.min(SEND_PASS_LIMIT, Math.floor(SEND_PASS_BYTES / maxPayload)));
   }
 
   get isClosed(): boolean {
@@ -82,7 +88,7 @@ export class UdpEndpoint {
 
   /**
    * Drain `conn.send()` into the ring and the socket. Returns true when quiche has nothing more
-   * to send, false when the pass stopped early: at SEND_PASS_LIMIT (the caller flushes again
+   * to send, false when the pass stopped early: at the pass limit (the caller flushes again
    * next turn) or on a full ring (`owner` is flushed when slots free up).
    */
   sendPass(conn: NativeConnection, owner: Flushable): boolean {
@@ -92,7 +98,7 @@ export class UdpEndpoint {
     const socket = this.socket;
     let seq = this.#seq;
     try {
-      for (let i = 0; i < SEND_PASS_LIMIT; i++) {
+      for (let i = 0, limit = this.#passLimit; i < limit; i++) {
         if (seq - this.#completed >= n) {
           this.#ringWaiters.add(owner);
           return false;

@@ -34,8 +34,11 @@ export interface StreamHost {
   takeRead(n: number): Buffer;
   /** quiche created the stream (its first streamSend happened) */
   born(s: QuicStream): void;
-  /** the stream is done: forget it */
-  retire(s: QuicStream): void;
+  /**
+   * The stream is done: forget it. `clean`: it closed normally, and quiche may still hold its
+   * last bytes or FIN unsent or unacknowledged.
+   */
+  retire(s: QuicStream, clean: boolean): void;
   /** a peer-opened stream sent its marker: hand it to the application */
   announce(s: QuicStream): void;
 }
@@ -132,7 +135,7 @@ export class QuicStream extends AbstractStream {
   }
 
   protected override sendClose(): void {
-    if (this.#finSent) this.#host.retire(this);
+    if (this.#finSent) this.#host.retire(this, true);
     else this.#retireAfterFin = true;
   }
 
@@ -201,7 +204,7 @@ export class QuicStream extends AbstractStream {
       }
       if (r === null) return false;
       this.#finSent = true;
-      if (this.#retireAfterFin) this.#host.retire(this);
+      if (this.#retireAfterFin) this.#host.retire(this, true);
     }
     return true;
   }
@@ -251,7 +254,7 @@ export class QuicStream extends AbstractStream {
       if (this.#awaitingMarker) {
         // opened and finished without a marker: nothing the application ever saw
         this.#dead = true;
-        this.#host.retire(this);
+        this.#host.retire(this, false);
         return false;
       }
       this.remoteEnded();
@@ -313,6 +316,6 @@ export class QuicStream extends AbstractStream {
     } catch {
       // likewise
     }
-    host.retire(this);
+    host.retire(this, false);
   }
 }
