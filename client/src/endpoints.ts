@@ -145,7 +145,6 @@ class SshAgentConnection implements Connection {
   constructor(
     private readonly ssh: SshConnection,
     private readonly command: string,
-    private readonly display: string,
     private readonly notice: (line: string) => void,
   ) {
     this.features = ssh.features;
@@ -202,7 +201,7 @@ async function openSshAgent(t: Extract<Target, { kind: 'ssh' }>, cfg: Config, si
   if (!byCmd) agentConns.set(ssh, (byCmd = new Map()));
   let conn = byCmd.get(command);
   const notice = deps.notice ?? ((line: string) => process.stderr.write(`smartcopy: ${line}\n`));
-  if (!conn) byCmd.set(command, (conn = new SshAgentConnection(ssh, command, t.display, (line) => notice(`${t.host}: ${line}`))));
+  if (!conn) byCmd.set(command, (conn = new SshAgentConnection(ssh, command, (line) => notice(`${t.host}: ${line}`))));
   return {
     conn,
     prefix,

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { collect, events, runCli, startCli, summary } from '../fixtures/cli.js';
-import { cleanup, partFiles, pseudoRandom, snapshot, tempDir, writeFile } from '../fixtures/tree.js';
+import { assertSameTree, cleanup, partFiles, pseudoRandom, snapshot, tempDir, writeFile } from '../fixtures/tree.js';
 
 const T0 = new Date('2021-03-04T05:06:07.250Z');
 const T1 = new Date('2020-01-02T03:04:05.000Z');
@@ -23,22 +23,6 @@ function buildSource(root: string): void {
   fs.chmodSync(path.join(root, 'a/b'), 0o750);
   fs.utimesSync(path.join(root, 'a/b'), T1, T1);
   fs.utimesSync(path.join(root, 'empty'), T0, T0);
-}
-
-function assertSameTree(src: string, dst: string): void {
-  const a = snapshot(src);
-  const b = snapshot(dst);
-  assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort(), 'same set of paths');
-  for (const [k, na] of a) {
-    const nb = b.get(k)!;
-    assert.equal(nb.type, na.type, `${k}: type`);
-    assert.equal(nb.sha, na.sha, `${k}: content`);
-    assert.equal(nb.link, na.link, `${k}: link target`);
-    if (na.type !== 'symlink') {
-      assert.equal(nb.mode.toString(8), na.mode.toString(8), `${k}: mode`);
-      assert.equal(nb.mtimeMs, na.mtimeMs, `${k}: mtime`);
-    }
-  }
 }
 
 describe('local copy (smartcopy SRC DST)', () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAgent, type RunningAgent } from '../fixtures/agent.js';
 import { runCli, summary } from '../fixtures/cli.js';
-import { cleanup, partFiles, pseudoRandom, snapshot, tempDir, writeFile } from '../fixtures/tree.js';
+import { assertSameTree, cleanup, partFiles, pseudoRandom, tempDir, writeFile } from '../fixtures/tree.js';
 
 const T0 = new Date('2024-01-02T03:04:05.000Z');
 
@@ -21,21 +21,6 @@ function buildSource(root: string): void {
   writeFile(root, 'big/disk.img', pseudoRandom(68 * 1024 * 1024 + 1, 32), { mtime: T0 });
   for (let i = 0; i < 30; i++) writeFile(root, `many/f${i}.txt`, `quic ${i}\n`.repeat(i + 2), { mtime: T0 });
   fs.symlinkSync('docs/readme.txt', path.join(root, 'link'));
-}
-
-function assertSame(a: string, b: string): void {
-  const x = snapshot(a);
-  const y = snapshot(b);
-  assert.deepEqual([...y.keys()].sort(), [...x.keys()].sort());
-  for (const [k, n] of x) {
-    const m = y.get(k)!;
-    assert.equal(m.sha, n.sha, `${k} content`);
-    assert.equal(m.link, n.link, `${k} link`);
-    if (n.type !== 'symlink') {
-      assert.equal(m.mode, n.mode, `${k} mode`);
-      assert.equal(m.mtimeMs, n.mtimeMs, `${k} mtime`);
-    }
-  }
 }
 
 const fingerprintOf = (a: RunningAgent): string => /certificate (SHA256:\S+)/.exec(a.ready)![1]!;
@@ -74,7 +59,7 @@ describe('QUIC agent: push, pull and identity', () => {
   it('pushes a tree over 4 QUIC streams, recording the agent on first use', async () => {
     const r = await client([src, url('/backup'), '--streams', '4', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, path.join(root, 'backup'));
+    assertSameTree(src, path.join(root, 'backup'));
     assert.deepEqual(partFiles(root), []);
     const s = summary(r.stdout);
     assert.ok((s.bytesOnWire as number) > (s.bytes as number) * 0.9, 'the data crossed the QUIC connection');
@@ -88,7 +73,7 @@ describe('QUIC agent: push, pull and identity', () => {
     const r = await client([url('/backup'), dst]);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /Permanently added/);
-    assertSame(src, dst);
+    assertSameTree(src, dst);
   });
 
   it('--incremental re-sync sends nothing; --delta sends only the change', async () => {
@@ -105,7 +90,7 @@ describe('QUIC agent: push, pull and identity', () => {
       assert.equal(r.code, 0, r.stderr);
       const s = summary(r.stdout);
       assert.ok((s.bytesMatched as number) > 4 * 1024 * 1024, `matched ${s.bytesMatched}`);
-      assertSame(changed, path.join(root, 'backup'));
+      assertSameTree(changed, path.join(root, 'backup'));
     } finally {
       cleanup(changed);
     }
@@ -150,7 +135,7 @@ describe('QUIC agent: push, pull and identity', () => {
     try {
       const r = await client([src, url('/jumbo', big.port), '--quic-payload', '16383', '--quic-fingerprint', fingerprintOf(big)]);
       assert.equal(r.code, 0, r.stderr);
-      assertSame(src, path.join(root, 'jumbo'));
+      assertSameTree(src, path.join(root, 'jumbo'));
     } finally {
       await big.stop();
     }
@@ -167,7 +152,7 @@ describe('QUIC agent: push, pull and identity', () => {
       assert.match(refused.stderr, /requires a token/);
       const ok = await client([src, url('/guarded', guarded.port), '--quic-fingerprint', fp, '--token-file', tokenFile]);
       assert.equal(ok.code, 0, ok.stderr);
-      assertSame(src, path.join(root, 'guarded'));
+      assertSameTree(src, path.join(root, 'guarded'));
     } finally {
       await guarded.stop();
     }

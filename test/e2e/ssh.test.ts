@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startSshd, type Sshd } from '../fixtures/sshd.js';
 import { CLI, runCli, startCli, collect, summary } from '../fixtures/cli.js';
-import { cleanup, partFiles, pseudoRandom, snapshot, tempDir, writeFile } from '../fixtures/tree.js';
+import { assertSameTree, cleanup, partFiles, pseudoRandom, tempDir, writeFile } from '../fixtures/tree.js';
 
 const T0 = new Date('2023-03-04T05:06:07.000Z');
 const REMOTE_CMD = `${process.execPath} ${CLI}`;
@@ -24,23 +24,6 @@ function buildSource(root: string): void {
   for (let i = 0; i < 40; i++) writeFile(root, `many/f${i}.txt`, `file ${i}\n`.repeat(i + 1), { mtime: T0 });
   fs.mkdirSync(path.join(root, 'empty-dir'));
   fs.symlinkSync('docs/readme.txt', path.join(root, 'link'));
-}
-
-/** Same names, types, contents, links and modes; mtimes to the second (SFTP keeps whole seconds). */
-function assertSame(a: string, b: string, opts: { mtimeMs?: boolean } = {}): void {
-  const x = snapshot(a);
-  const y = snapshot(b);
-  assert.deepEqual([...y.keys()].sort(), [...x.keys()].sort());
-  for (const [k, n] of x) {
-    const m = y.get(k)!;
-    assert.equal(m.sha, n.sha, `${k} content`);
-    assert.equal(m.link, n.link, `${k} link`);
-    if (n.type !== 'symlink') {
-      assert.equal(m.mode, n.mode, `${k} mode`);
-      if (opts.mtimeMs ?? true) assert.equal(m.mtimeMs, n.mtimeMs, `${k} mtime`);
-      else assert.equal(Math.floor(m.mtimeMs / 1000), Math.floor(n.mtimeMs / 1000), `${k} mtime (seconds)`);
-    }
-  }
 }
 
 describe('SSH: push and pull through a real sshd', () => {
@@ -72,7 +55,7 @@ describe('SSH: push and pull through a real sshd', () => {
     const dst = path.join(remote, 'agent-push');
     const r = await run([src, at(dst), '--use-agent', '--remote-cmd', REMOTE_CMD, '--streams', '4', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, dst);
+    assertSameTree(src, dst);
     const s = summary(r.stdout);
     assert.ok((s.bytesOnWire as number) > (s.bytes as number) * 0.9, 'the data crossed the SSH channels');
     assert.deepEqual(partFiles(remote), []);
@@ -93,7 +76,7 @@ describe('SSH: push and pull through a real sshd', () => {
     const url = `ssh://${sshd.user}@127.0.0.1:${sshd.port}${path.join(remote, 'agent-push')}`;
     const r = await runCli([url, dst, '--use-agent', '--remote-cmd', REMOTE_CMD, '--streams', '1', '-i', sshd.clientKey], { env: env() });
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, dst);
+    assertSameTree(src, dst);
   });
 
   it('--delta over SSH sends only the changed blocks', async () => {
@@ -112,7 +95,7 @@ describe('SSH: push and pull through a real sshd', () => {
       const s = summary(r.stdout);
       assert.ok((s.bytesMatched as number) > 2 * 1024 * 1024, `most of bin/tool was matched: ${r.stdout.slice(-600)} ${r.stderr}`);
       assert.ok((s.bytesLiteral as number) < 200 * 1024, `few literal bytes (${s.bytesLiteral})`);
-      assertSame(changed, dst);
+      assertSameTree(changed, dst);
     } finally {
       cleanup(changed);
     }
@@ -122,7 +105,7 @@ describe('SSH: push and pull through a real sshd', () => {
     const dst = path.join(remote, 'sftp');
     const r = await run([src, at(dst), '--streams', '4', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, dst, { mtimeMs: false });
+    assertSameTree(src, dst, { wholeSeconds: true });
     assert.deepEqual(partFiles(remote), []);
 
     const again = await run([src, at(dst), '--incremental', '--json']);
@@ -137,7 +120,7 @@ describe('SSH: push and pull through a real sshd', () => {
     const back = path.join(work, 'sftp-pull');
     const p = await run([at(dst), back, '--verify', 'xxhash64']);
     assert.equal(p.code, 0, p.stderr);
-    assertSame(src, back, { mtimeMs: false });
+    assertSameTree(src, back, { wholeSeconds: true });
   });
 
   it('SFTP mode refuses --delta with a clear message', async () => {
@@ -199,7 +182,7 @@ describe('SSH: push and pull through a real sshd', () => {
     const rerun = await run([src, at(dst), '--use-agent', '--remote-cmd', REMOTE_CMD, '--json']);
     assert.equal(rerun.code, 0, `${rerun.stderr}\n${rerun.stdout.split('\n').filter((l) => l.includes('"error"')).join('\n')}`);
     assert.ok((summary(rerun.stdout).bytesResumed as number) > 0, 'verified chunks were kept');
-    assertSame(src, dst);
+    assertSameTree(src, dst);
     assert.deepEqual(partFiles(dst), []);
   });
 });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAgent, type RunningAgent } from '../fixtures/agent.js';
 import { runCli, summary } from '../fixtures/cli.js';
-import { cleanup, partFiles, pseudoRandom, snapshot, tempDir, writeFile } from '../fixtures/tree.js';
+import { assertSameTree, cleanup, partFiles, pseudoRandom, tempDir, writeFile } from '../fixtures/tree.js';
 
 const T0 = new Date('2022-05-06T07:08:09.000Z');
 const NON_UTF8 = Buffer.from([0x6e, 0xe9, 0x2e, 0x74]);
@@ -19,21 +19,6 @@ function buildSource(root: string): void {
   fs.mkdirSync(path.join(root, 'empty-dir'));
   fs.symlinkSync('docs/readme.txt', path.join(root, 'link'));
   fs.writeFileSync(Buffer.concat([Buffer.from(`${root}/`), NON_UTF8]), 'latin1');
-}
-
-function assertSame(a: string, b: string): void {
-  const x = snapshot(a);
-  const y = snapshot(b);
-  assert.deepEqual([...y.keys()].sort(), [...x.keys()].sort());
-  for (const [k, n] of x) {
-    const m = y.get(k)!;
-    assert.equal(m.sha, n.sha, `${k} content`);
-    assert.equal(m.link, n.link, `${k} link`);
-    if (n.type !== 'symlink') {
-      assert.equal(m.mode, n.mode, `${k} mode`);
-      assert.equal(m.mtimeMs, n.mtimeMs, `${k} mtime`);
-    }
-  }
 }
 
 describe('TCP agent: push and pull', () => {
@@ -56,7 +41,7 @@ describe('TCP agent: push and pull', () => {
   it('pushes a tree into <root>/path (host:PORT:/path)', async () => {
     const r = await runCli([src, `127.0.0.1:${agent.port}:/backup`, '--json']);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, path.join(root, 'backup'));
+    assertSameTree(src, path.join(root, 'backup'));
     const s = summary(r.stdout);
     assert.ok((s.bytesOnWire as number) > (s.bytes as number) * 0.9, 'the data crossed the wire');
     assert.deepEqual(partFiles(root), []);
@@ -66,7 +51,7 @@ describe('TCP agent: push and pull', () => {
     const dst = path.join(work, 'pulled');
     const r = await runCli([`tcp://127.0.0.1:${agent.port}/backup`, dst]);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, dst);
+    assertSameTree(src, dst);
   });
 
   it('--incremental push sends nothing for an unchanged tree', async () => {
@@ -84,7 +69,7 @@ describe('TCP agent: push and pull', () => {
     const r = await runCli([`127.0.0.1:${agent.port}:/backup`, dst, '--incremental', '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(summary(r.stdout).filesCopied, 1);
-    assertSame(src, dst);
+    assertSameTree(src, dst);
   });
 
   it('--delete-extra on push and on pull', async () => {
@@ -109,12 +94,12 @@ describe('TCP agent: push and pull', () => {
         assert.equal(r.code, 0, r.stderr);
         const s = summary(r.stdout);
         assert.ok((s.bytesOnWire as number) < (s.bytes as number) / 2, `wire ${s.bytesOnWire} vs data ${s.bytes}`);
-        assertSame(text, path.join(root, `z${streams}`));
+        assertSameTree(text, path.join(root, `z${streams}`));
         const back = path.join(work, `zback${streams}`);
         const p = await runCli([`127.0.0.1:${agent.port}:/z${streams}`, back, '--compress', '--streams', streams, '--json']);
         assert.equal(p.code, 0, p.stderr);
         assert.ok((summary(p.stdout).bytesOnWire as number) < (summary(p.stdout).bytes as number) / 2);
-        assertSame(text, back);
+        assertSameTree(text, back);
       } finally {
         cleanup(text);
       }
@@ -135,7 +120,7 @@ describe('TCP agent: push and pull', () => {
   it('--verify and --dry-run work remotely', async () => {
     const r = await runCli([src, `127.0.0.1:${agent.port}:/verified`, '--verify', 'sha256']);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, path.join(root, 'verified'));
+    assertSameTree(src, path.join(root, 'verified'));
     const d = await runCli([src, `127.0.0.1:${agent.port}:/dry`, '--dry-run', '--json']);
     assert.equal(d.code, 0, d.stderr);
     assert.ok(!fs.existsSync(path.join(root, 'dry')));

@@ -10,20 +10,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAgent, type RunningAgent } from '../fixtures/agent.js';
 import { runCli, summary } from '../fixtures/cli.js';
-import { cleanup, partFiles, pseudoRandom, snapshot, tempDir, writeFile } from '../fixtures/tree.js';
+import { assertSameTree, cleanup, partFiles, pseudoRandom, tempDir, writeFile } from '../fixtures/tree.js';
 
 const T0 = new Date('2024-05-06T07:08:09.000Z');
-
-function assertSame(a: string, b: string): void {
-  const x = snapshot(a);
-  const y = snapshot(b);
-  assert.deepEqual([...y.keys()].sort(), [...x.keys()].sort());
-  for (const [k, n] of x) {
-    const m = y.get(k)!;
-    assert.equal(m.sha, n.sha, `${k} content`);
-    if (n.type !== 'symlink') assert.equal(m.mtimeMs, n.mtimeMs, `${k} mtime`);
-  }
-}
 
 describe('WebTransport agent: push, pull and identity', () => {
   let src: string;
@@ -56,7 +45,7 @@ describe('WebTransport agent: push, pull and identity', () => {
   it('pushes over 4 streams of one session and records the agent key on first use', async () => {
     const r = await client([src, url('/backup'), '--streams', '4', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, path.join(root, 'backup'));
+    assertSameTree(src, path.join(root, 'backup'));
     assert.deepEqual(partFiles(root), []);
     assert.ok((summary(r.stdout).bytesOnWire as number) >= (summary(r.stdout).bytes as number));
     const known = fs.readFileSync(path.join(clientHome, '.smartcopy/known_agents'), 'utf8').trim();
@@ -68,7 +57,7 @@ describe('WebTransport agent: push, pull and identity', () => {
     const dst = path.join(work, 'pulled');
     const r = await client([`https://127.0.0.1:${agent.port}/backup`, dst, '--webtransport']);
     assert.equal(r.code, 0, r.stderr);
-    assertSame(src, dst);
+    assertSameTree(src, dst);
   });
 
   it('a restarted agent keeps its key; a pinned wrong key is refused', async () => {

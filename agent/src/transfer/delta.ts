@@ -11,7 +11,6 @@ import {
   lz4Compress,
   shouldSendCompressed,
   signatureFrames,
-  signatureParams,
   type DeltaBatch,
   type MatchStats,
   type SignatureParams,

@@ -1,6 +1,5 @@
-import { randomInt } from 'node:crypto';
-import { EntryType, FEATURE_DELTA, FEATURE_NATIVE_COPY, FEATURE_RESUME, SmartcopyError } from '@smartcopy/protocol';
-import { BufferPool, DELTA_MIN_SIZE, TokenBucket, type BlockConsumer, type ScanResult } from '@smartcopy/agent';
+import { EntryType, SmartcopyError } from '@smartcopy/protocol';
+import { DELTA_MIN_SIZE, type BlockConsumer, type ScanResult } from '@smartcopy/agent';
 import type { Config } from '../config.js';
 import { joinRel, openEndpoint, openLocal, type Endpoint } from '../endpoints.js';
 import { listingToMap, mapSource, mappingRoot, planOptions, type Mapped } from '../plan/map.js';
@@ -12,7 +11,8 @@ import { ClientStream } from '../session/client-stream.js';
 import { newSessionId, openChannel, recycleChannel } from '../session/connect.js';
 import type { Target } from '../targets.js';
 import { executePlan } from '../transfer/execute.js';
-import { finishStreams, hasChunks, openMoreStreams, wireBytes } from '../transfer/streams.js';
+import { pushExecution } from '../transfer/push.js';
+import { finishStreams, openMoreStreams, wireBytes } from '../transfer/streams.js';
 
 export type SourceListing = ScanResult & { items?: SourceItem[] };
 
@@ -93,38 +93,16 @@ export async function pushNode(
     }
 
     await openMoreStreams(endpoint.conn, hs, Math.min(count, Math.max(1, plan.files.length)), streams, events);
-    const native = first.welcome.sameHost && first.welcome.features.includes(FEATURE_NATIVE_COPY) && cfg.kernelCopy && !cfg.bandwidthLimit;
-    const delta = cfg.delta && first.welcome.features.includes(FEATURE_DELTA) ? { seed: randomInt(1, 2 ** 31), blockSize: cfg.blockSize ?? 0 } : undefined;
+    const exec = pushExecution(cfg, first.welcome, endpoint.conn, streams, acct, events, signal, hooks.blocks);
     // Declare what this node will read before anyone reads: a block is then kept until every
     // node that sends its file has taken it. Delta files are read against each node's own basis.
-    if (!native) {
-      for (const it of plan.files) if (!(delta && it.basisSize && it.entry.size >= DELTA_MIN_SIZE)) hooks.blocks.expect(it.src, it.entry.size);
+    if (!exec.send.native) {
+      for (const it of plan.files) if (!(exec.delta && it.basisSize && it.entry.size >= DELTA_MIN_SIZE)) hooks.blocks.expect(it.src, it.entry.size);
     }
     hooks.phase('waiting');
     await hooks.planned();
     hooks.phase('sending');
-
-    const bucket = cfg.bandwidthLimit ? new TokenBucket(cfg.bandwidthLimit) : undefined;
-    if (!endpoint.conn.features.sameHost) acct.wireProbe = () => wireBytes(streams);
-    await executePlan(plan, {
-      streams,
-      send: {
-        hashAlgo: 'xxhash64',
-        verifyAlgo: cfg.verify,
-        native,
-        compress: cfg.compress && !native,
-        fsync: cfg.fsync,
-        pool: new BufferPool(cfg.bufferSize, 4 * streams.length + 4),
-        throttle: bucket ? (n) => bucket.take(n, signal) : undefined,
-        blocks: native ? undefined : hooks.blocks,
-      },
-      acct,
-      events,
-      signal,
-      chunks: hasChunks(first.welcome.features),
-      resume: first.welcome.features.includes(FEATURE_RESUME),
-      delta,
-    });
+    await executePlan(plan, exec);
     hooks.phase('finishing');
     if (!endpoint.conn.features.sameHost) acct.wireBytes = wireBytes(streams);
     acct.wireProbe = undefined;

@@ -52,7 +52,7 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function inside(root: string, rel: string, what: string): string {
+function inside(rel: string, what: string): string {
   const norm = path.posix.normalize(rel.replace(/^\/+/, ''));
   if (norm === '..' || norm.startsWith('../') || rel.split('/').includes('..')) {
     throw new SmartcopyError('SC_ERR_USAGE', `--files-from: ${what} ${JSON.stringify(rel)} leaves its directory`);
@@ -68,8 +68,8 @@ export async function scanFilesFrom(cfg: Config, srcAbs: string, list: FilesFrom
   if (!st0) return { rootKind: 'missing', entries: [], errors, items };
   if (!st0.isDirectory()) throw new SmartcopyError('SC_ERR_USAGE', '--files-from needs SRC to be a directory');
   for (const m of list) {
-    const srcRel = inside(srcAbs, m.src, 'src');
-    const dstRel = inside(srcAbs, m.dst, 'dst');
+    const srcRel = inside(m.src, 'src');
+    const dstRel = inside(m.dst, 'dst');
     if (srcRel === '' || dstRel === '') throw new SmartcopyError('SC_ERR_USAGE', '--files-from: an entry names the whole directory; copy without --files-from instead');
     const abs = path.join(srcAbs, srcRel);
     const st = await fs.lstat(abs).catch((e: NodeJS.ErrnoException) => e);

@@ -1,8 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomInt } from 'node:crypto';
-import { EntryType, FEATURE_DELTA, FEATURE_NATIVE_COPY, FEATURE_RESUME, SmartcopyError, fromSystemError } from '@smartcopy/protocol';
-import { BufferPool, scanTree, type ScanResult } from '@smartcopy/agent';
+import { EntryType, FEATURE_DELTA, FEATURE_NATIVE_COPY, FEATURE_RESUME, SmartcopyError, fromSystemError, type Welcome } from '@smartcopy/protocol';
+import type { Connection } from '@smartcopy/transports';
+import { BufferPool, TokenBucket, scanTree, type BlockSource, type ScanResult } from '@smartcopy/agent';
 import type { Config } from '../config.js';
 import { joinRel, openEndpoint, openLocal, type Endpoint } from '../endpoints.js';
 import { readFilesFrom, scanFilesFrom } from '../plan/files-from.js';
@@ -14,9 +15,8 @@ import { ClientStream } from '../session/client-stream.js';
 import { newSessionId, openChannel, recycleChannel } from '../session/connect.js';
 import type { Target } from '../targets.js';
 import type { RunDeps } from '../run.js';
-import { executePlan } from './execute.js';
+import { executePlan, type ExecuteContext } from './execute.js';
 import { finishStreams, hasChunks, openMoreStreams, wireBytes } from './streams.js';
-import { TokenBucket } from '@smartcopy/agent';
 
 type SourceListing = ScanResult & { items?: SourceItem[] };
 
@@ -101,28 +101,7 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
     }
 
     await openMoreStreams(endpoint.conn, hs, Math.min(count, Math.max(1, plan.files.length)), streams, events);
-    // A bandwidth limit needs the bytes to pass through us, so it turns the kernel copy off.
-    const native = first.welcome.sameHost && first.welcome.features.includes(FEATURE_NATIVE_COPY) && cfg.kernelCopy && !cfg.bandwidthLimit;
-    const bucket = cfg.bandwidthLimit ? new TokenBucket(cfg.bandwidthLimit) : undefined;
-    if (!endpoint.conn.features.sameHost) acct.wireProbe = () => wireBytes(streams);
-    await executePlan(plan, {
-      streams,
-      send: {
-        hashAlgo: 'xxhash64',
-        verifyAlgo: cfg.verify,
-        native,
-        compress: cfg.compress && !native,
-        fsync: cfg.fsync,
-        pool: new BufferPool(cfg.bufferSize, 4 * streams.length + 4),
-        throttle: bucket ? (n) => bucket.take(n, signal) : undefined,
-      },
-      acct,
-      events,
-      signal,
-      chunks: hasChunks(first.welcome.features),
-      resume: first.welcome.features.includes(FEATURE_RESUME),
-      delta: cfg.delta && first.welcome.features.includes(FEATURE_DELTA) ? { seed: randomInt(1, 2 ** 31), blockSize: cfg.blockSize ?? 0 } : undefined,
-    });
+    await executePlan(plan, pushExecution(cfg, first.welcome, endpoint.conn, streams, acct, events, signal));
     if (!endpoint.conn.features.sameHost) acct.wireBytes = wireBytes(streams);
     acct.wireProbe = undefined;
     await finishStreams(streams, plan.files.length + plan.mkdirs.length > 0, signal, endpoint.recycle ? endpoint.conn : undefined);
@@ -131,4 +110,44 @@ export async function push(cfg: Config, src: Extract<Target, { kind: 'local' }>,
     if (signal.aborted) for (const s of streams) s.ch.abort();
     await endpoint?.close(completed);
   }
+}
+
+/**
+ * How a push session carries out its plan, from the run's options and what the receiver offers
+ * (its WELCOME). `blocks`: a shared source of file blocks (fan-out); not used for kernel copies,
+ * which read nothing here. Starts the wire-byte probe of a remote session.
+ */
+export function pushExecution(
+  cfg: Config,
+  welcome: Welcome,
+  conn: Connection,
+  streams: ClientStream[],
+  acct: Accounting,
+  events: RunEvents,
+  signal: AbortSignal,
+  blocks?: BlockSource,
+): ExecuteContext {
+  // A bandwidth limit needs the bytes to pass through us, so it turns the kernel copy off.
+  const native = welcome.sameHost && welcome.features.includes(FEATURE_NATIVE_COPY) && cfg.kernelCopy && !cfg.bandwidthLimit;
+  const bucket = cfg.bandwidthLimit ? new TokenBucket(cfg.bandwidthLimit) : undefined;
+  if (!conn.features.sameHost) acct.wireProbe = () => wireBytes(streams);
+  return {
+    streams,
+    send: {
+      hashAlgo: 'xxhash64',
+      verifyAlgo: cfg.verify,
+      native,
+      compress: cfg.compress && !native,
+      fsync: cfg.fsync,
+      pool: new BufferPool(cfg.bufferSize, 4 * streams.length + 4),
+      throttle: bucket ? (n) => bucket.take(n, signal) : undefined,
+      blocks: native ? undefined : blocks,
+    },
+    acct,
+    events,
+    signal,
+    chunks: hasChunks(welcome.features),
+    resume: welcome.features.includes(FEATURE_RESUME),
+    delta: cfg.delta && welcome.features.includes(FEATURE_DELTA) ? { seed: randomInt(1, 2 ** 31), blockSize: cfg.blockSize ?? 0 } : undefined,
+  };
 }
